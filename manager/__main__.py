@@ -1,0 +1,157 @@
+"""``shepherd-manager``: serve the APIs, migrate the database, create users."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+import click
+
+from manager import __version__, logs
+from manager import config as config_mod
+
+_COMMON = [
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="TOML config file (overrides SHEPHERD_* variables)."),
+    click.option("--state-dir", help="State directory (CA, certificates, SQLite database)."),
+    click.option("--database-url", help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB."),
+]
+
+
+def common_options(fn: Any) -> Any:
+    for option in reversed(_COMMON):
+        fn = option(fn)
+    return fn
+
+
+def load_config(config_file: str | None, **flags: Any) -> config_mod.Config:
+    try:
+        return config_mod.load(flags=flags, config_file=config_file)
+    except config_mod.ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shepherd-manager")
+def main() -> None:
+    """The Shepherd manager: REST APIs for admins, a gRPC server for agents.
+
+    \b
+    Example:
+      shepherd-manager create-user admin --superuser --password-stdin < pw.txt
+      shepherd-manager serve --state-dir /var/lib/shepherd
+    """
+
+
+@main.command()
+@common_options
+@click.option("--port", type=int, help="REST API port (default 8443).")
+@click.option("--agent-port", type=int, help="Agent gRPC port (default 8444).")
+@click.option("--address", help="Address to bind (default 0.0.0.0).")
+@click.option("--http", is_flag=True, default=None, help="Serve plain HTTP (behind a TLS proxy).")
+@click.option("--dev", is_flag=True, default=None, help="Show tracebacks in 500 responses.")
+def serve(config_file: str | None, **flags: Any) -> None:
+    """Run the manager until SIGINT/SIGTERM; migrates the database first.
+
+    \b
+    Example:
+      SHEPHERD_DATABASE_URL=postgresql://shepherd@db/shepherd shepherd-manager serve --port 443
+    """
+    cfg = load_config(config_file, **flags)
+    logs.configure(cfg.log_level)
+    asyncio.run(_serve(cfg))
+
+
+async def _serve(cfg: config_mod.Config) -> None:
+    from manager.server import Manager
+
+    manager = Manager(cfg)
+    await manager.start()
+    click.echo(f"shepherd-manager {__version__}: REST API on {manager.url}/api/ "
+               f"(database {redact(cfg.resolved_database_url)})", err=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await manager.stop()
+
+
+@main.command("migrate")
+@common_options
+def migrate_cmd(config_file: str | None, **flags: Any) -> None:
+    """Apply pending database migrations (serve also does this at start).
+
+    \b
+    Example:
+      shepherd-manager migrate --database-url postgresql://shepherd@db/shepherd
+    """
+    from manager.db.migrations import migrate
+
+    database = _open(load_config(config_file, **flags))
+    applied = migrate(database)
+    click.echo("applied: " + ", ".join(applied) if applied else "database is up to date")
+
+
+@main.command("create-user")
+@common_options
+@click.argument("username")
+@click.option("--password", help="The password (visible in ps; prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--superuser", is_flag=True, help="Member of the superusers group.")
+@click.option("--group", "groups", multiple=True,
+              type=click.Choice(["superusers", "filesystem_administrators", "filesystem_users"]),
+              help="Group to join (repeatable).")
+def create_user(config_file: str | None, username: str, password: str | None,
+                password_stdin: bool, superuser: bool, groups: tuple[str, ...], **flags: Any) -> None:
+    """Create a user account.
+
+    \b
+    Example:
+      echo 's3cret-pass' | shepherd-manager create-user alice --password-stdin --group filesystem_users
+    """
+    from manager.db.migrations import migrate
+    from manager.domain import accounts
+    from manager.domain.errors import ValidationError
+
+    if (password is None) == (not password_stdin):
+        raise click.UsageError("give exactly one of --password or --password-stdin")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    wanted = list(groups) + (["superusers"] if superuser else [])
+    database = _open(load_config(config_file, **flags))
+    migrate(database)
+    try:
+        with database.connection_context():
+            user = accounts.create_user(None, username, password, password, groups=wanted or
+                                        ["filesystem_users"])
+    except ValidationError as exc:
+        raise click.ClickException("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
+    click.echo(f"created user {user.username} (id {user.id})")
+
+
+def _open(cfg: config_mod.Config):
+    from manager.db import base as dbbase
+    from manager.files import ensure_private_dir
+
+    if not cfg.database_url:
+        ensure_private_dir(cfg.state_dir)
+    database = dbbase.open_database(cfg.resolved_database_url, max_connections=2)
+    dbbase.bind(database)
+    return database
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":****@", 1)
+    return url
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The manager's settings, declared once: type, default, help, environment variable.
+
+Precedence, lowest first: built-in default, environment (``SHEPHERD_*``), the config file
+(TOML, ``--config`` or ``SHEPHERD_CONFIG``), command-line flags. The README's table is
+checked against this declaration by the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_STATE_DIR = "/var/lib/shepherd"
+
+
+class ConfigError(ValueError):
+    """A setting has a value it cannot take; the message names the setting."""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    type: Callable[[Any], Any]
+    default: Any
+    help: str
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def env(self) -> str:
+        return "SHEPHERD_" + self.name.upper()
+
+    def parse(self, value: Any, source: str) -> Any:
+        try:
+            parsed = self.type(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{self.name} (from {source}): {exc}") from None
+        if self.minimum is not None and parsed < self.minimum:
+            raise ConfigError(f"{self.name} (from {source}): must be >= {self.minimum}")
+        if self.maximum is not None and parsed > self.maximum:
+            raise ConfigError(f"{self.name} (from {source}): must be <= {self.maximum}")
+        return parsed
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("state_dir", str, DEFAULT_STATE_DIR,
+            "Directory for the CA, certificates and the embedded SQLite database."),
+    Setting("database_url", str, "",
+            "sqlite:///PATH or postgresql://USER[:PASS]@HOST[:PORT]/DB; "
+            "empty means sqlite:///STATE_DIR/shepherd.db."),
+    Setting("port", int, 8443, "REST API port (HTTPS unless http is set).", 0, 65535),
+    Setting("agent_port", int, 8444, "gRPC port agents connect to (always TLS).", 0, 65535),
+    Setting("address", str, "0.0.0.0", "Address the REST and agent servers bind to."),
+    Setting("http", _bool, False, "Serve plain HTTP (behind a TLS-terminating proxy)."),
+    Setting("server_names", str, "",
+            "Extra comma-separated DNS names/IPs for the server certificate."),
+    Setting("db_threads", int, 8, "Threads (and pooled connections) for database work.", 1, 256),
+    Setting("token_ttl", int, 12 * 3600, "Lifetime of a bearer token, seconds.", 60),
+    Setting("session_ttl", int, 14 * 86400, "Lifetime of a web session, seconds.", 60),
+    Setting("auth_cache_ttl", float, 2.0,
+            "Seconds a validated token is trusted without a database read (0 = never).", 0),
+    Setting("max_body_bytes", int, 8 * 1024 * 1024, "Largest accepted request body.", 1024),
+    Setting("dev", _bool, False, "Development mode: 500 responses include the traceback."),
+    Setting("log_level", str, "info", "debug, info, warning or error."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclasses.dataclass
+class Config:
+    """Resolved settings; attribute names are the setting names."""
+
+    values: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.values["database_url"]:
+            return self.values["database_url"]
+        return "sqlite:///" + os.path.join(self.values["state_dir"], "shepherd.db")
+
+    def server_name_list(self) -> list[str]:
+        return [n.strip() for n in self.values["server_names"].split(",") if n.strip()]
+
+
+def load(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None,
+         config_file: str | None = None) -> Config:
+    """Resolve every setting from defaults, environment, config file and flags (in that order)."""
+    environ = os.environ if environ is None else environ
+    values = {s.name: s.default for s in SETTINGS}
+    for s in SETTINGS:
+        if s.env in environ:
+            values[s.name] = s.parse(environ[s.env], s.env)
+    path = config_file or environ.get("SHEPHERD_CONFIG")
+    if path:
+        for key, raw in _read_file(path).items():
+            if key not in _BY_NAME:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = _BY_NAME[key].parse(raw, path)
+    for key, raw in (flags or {}).items():
+        if raw is not None:
+            values[key] = _BY_NAME[key].parse(raw, f"--{key.replace('_', '-')}")
+    return Config(values)
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return data.get("manager", data)

@@ -1,0 +1,1 @@
+"""Persistence: Peewee models by domain, the database binding, migrations and the DB executor."""

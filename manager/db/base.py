@@ -1,0 +1,68 @@
+"""The database binding: one proxy every model uses, bound at start from a URL.
+
+SQLite (embedded default) runs in WAL mode with ``synchronous=FULL`` so a committed write
+survives power loss; PostgreSQL uses a connection pool sized to the DB thread pool.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from urllib.parse import parse_qs, unquote, urlparse
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+database_proxy = peewee.DatabaseProxy()
+
+SQLITE_PRAGMAS = (
+    ("journal_mode", "wal"),
+    ("synchronous", "full"),
+    ("foreign_keys", 1),
+    ("busy_timeout", 5000),
+    ("cache_size", -16000),
+)
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, the form every timestamp column stores."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+def open_database(url: str, max_connections: int = 8) -> peewee.Database:
+    """Make a pooled database from ``sqlite:///path`` or ``postgresql://user:pw@host:port/db``."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path
+        path = unquote(url.split("?", 1)[0][len("sqlite:///"):])
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=max_connections,
+                                    stale_timeout=3600, timeout=30, check_same_thread=False)
+    if parsed.scheme in ("postgresql", "postgres"):
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        options.setdefault("connect_timeout", "3")
+        return PooledPostgresqlDatabase(
+            unquote(parsed.path.lstrip("/")) or "postgres",
+            user=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            host=parsed.hostname, port=parsed.port or 5432,
+            max_connections=max_connections, stale_timeout=600, timeout=10, **options)
+    raise ValueError(f"unsupported database URL scheme {parsed.scheme!r} "
+                     "(use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
+
+
+def bind(database: peewee.Database) -> None:
+    """Point every model at ``database``."""
+    database_proxy.initialize(database)
+
+
+def is_postgres(database: peewee.Database | None = None) -> bool:
+    db = database or database_proxy.obj
+    return isinstance(db, peewee.PostgresqlDatabase)

@@ -1,0 +1,1 @@
+"""The Tornado application: shared plumbing and one package per API family."""

@@ -1,0 +1,51 @@
+"""Builds the one Tornado application that serves every API family."""
+
+from __future__ import annotations
+
+import logging
+
+import tornado.web
+
+from manager.http.base import BaseHandler, NotFoundHandler
+from manager.http.context import AppContext
+from manager.http.iml.accounts import GroupResource, UserResource
+from manager.http.iml.handlers import routes as iml_routes
+from manager.http.iml.resource import Resource
+from manager.http.iml.session import SessionHandler
+from manager.http.public import CertificateHandler, HealthHandler, VersionHandler
+from manager.http.token import TokenHandler
+
+access_log = logging.getLogger("shepherd.access")
+
+
+def iml_resources() -> list[Resource]:
+    return [GroupResource(), UserResource()]
+
+
+def make_app(ctx: AppContext) -> tornado.web.Application:
+    kw = {"ctx": ctx}
+    routes = [
+        (r"/certificate/?", CertificateHandler, kw),
+        (r"/healthz", HealthHandler, kw),
+        (r"/version", VersionHandler, kw),
+        (r"/auth/token", TokenHandler, kw),
+        (r"/api/session/?", SessionHandler, kw),
+        *iml_routes(ctx, iml_resources()),
+    ]
+    return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
+                                   default_handler_args=kw, log_function=_log_request,
+                                   compress_response=False)
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    who = "-"
+    if isinstance(handler, BaseHandler) and handler.principal is not None:
+        who = handler.principal.username
+    request = handler.request
+    access_log.log(level, "%d %s %s %s user=%s %.1fms request_id=%s", status, request.method,
+                   request.path, request.remote_ip, who, 1000 * request.request_time(),
+                   getattr(handler, "request_id", "-"))

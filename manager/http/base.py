@@ -1,0 +1,167 @@
+"""The base handler: request ids, JSON in and out, authentication, CSRF, error rendering.
+
+Subclasses declare ``anonymous_methods`` (methods allowed without credentials) and
+implement HTTP methods that parse, authorise, call the domain through ``self.db`` and
+render with ``write_json``. Every error leaves through ``write_error``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import traceback
+import uuid
+from typing import Any
+
+import tornado.web
+
+from manager.domain.accounts import Principal
+from manager.domain.errors import AuthenticationFailed
+from manager.http import errors
+from manager.http.context import AppContext
+
+log = logging.getLogger("shepherd.http")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    anonymous_methods: frozenset[str] = frozenset()
+
+    def initialize(self, ctx: AppContext, **kwargs: Any) -> None:
+        self.ctx = ctx
+        self.principal: Principal | None = None
+        self.csrf_token: str | None = None
+        self.family = errors.family_of(self.request.path)
+        incoming = self.request.headers.get("X-Request-Id", "")
+        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def prepare(self) -> None:
+        self.set_header("X-Request-Id", self.request_id)
+        if len(self.request.body) > self.ctx.config.max_body_bytes:
+            raise errors.ApiError(413, f"Request body exceeds {self.ctx.config.max_body_bytes} bytes.")
+        fmt = self.get_query_argument("format", "json")
+        if fmt != "json":
+            raise errors.ApiError(400, {"format": f"Unsupported format {fmt!r}; only 'json' is served."})
+        await self.authenticate()
+        if self.principal is None and self.request.method not in self.anonymous_methods:
+            raise errors.ApiError(401, "Authentication credentials were not provided.",
+                                  {"WWW-Authenticate": 'Bearer realm="shepherd"'})
+
+    # --- credentials -------------------------------------------------------------------
+
+    async def authenticate(self) -> None:
+        token = self.bearer_token()
+        if token is not None:
+            try:
+                self.principal = await self.ctx.authenticator.from_token(token)
+            except AuthenticationFailed as exc:
+                raise errors.ApiError(401, exc.message,
+                                      {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            return
+        key = self.get_cookie("sessionid")
+        if key:
+            found = await self.ctx.authenticator.from_session(key)
+            if found is not None:
+                self.principal, self.csrf_token = found
+                if self.request.method in UNSAFE_METHODS:
+                    self.check_csrf(self.csrf_token)
+
+    def bearer_token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            return header[7:].strip()
+        return self.request.headers.get("X-Auth-Token") or None
+
+    def check_csrf(self, expected: str | None) -> None:
+        """Cookie-authenticated writes must echo the CSRF token in ``X-CSRFToken``."""
+        sent = self.request.headers.get("X-CSRFToken", "")
+        if not expected or not sent or not hmac.compare_digest(sent, expected):
+            raise errors.ApiError(401, "CSRF token missing or incorrect.")
+
+    def require_superuser(self) -> Principal:
+        if self.principal is None or not self.principal.is_superuser:
+            raise errors.ApiError(403, "Only superusers may do this.")
+        return self.principal
+
+    # --- JSON in and out ---------------------------------------------------------------
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object; a 400 in the family's shape otherwise."""
+        if not self.request.body:
+            return {}
+        try:
+            doc = json.loads(self.request.body)
+        except UnicodeDecodeError:
+            raise errors.ApiError(400, "Request body is not valid UTF-8.") from None
+        except (ValueError, RecursionError) as exc:
+            raise errors.ApiError(400, f"Malformed JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise errors.ApiError(400, "The request body must be a JSON object.")
+        return doc
+
+    def query_args(self) -> dict[str, list[str]]:
+        """Query arguments decoded as UTF-8 (a 400 otherwise)."""
+        try:
+            return {k: [v.decode() for v in vs] for k, vs in self.request.query_arguments.items()}
+        except UnicodeDecodeError:
+            raise errors.ApiError(400, "The query string is not valid UTF-8.") from None
+
+    def write_json(self, doc: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(doc, separators=(",", ":")))
+
+    def allowed_methods(self) -> list[str]:
+        """Methods this handler implements (the ``Allow`` header of a 405)."""
+        base = tornado.web.RequestHandler
+        return [m for m in ALL_METHODS
+                if getattr(type(self), m.lower()) is not getattr(base, m.lower())]
+
+    # --- errors --------------------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        api = errors.from_exception(exc) if exc is not None else None
+        if api is None and isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
+            api = errors.ApiError(exc.status_code, exc.log_message or self._reason)
+            if exc.status_code == 405:
+                api.headers["Allow"] = ", ".join(self.allowed_methods())
+        self.clear_header("Content-Type")
+        self.set_header("X-Request-Id", self.request_id)
+        if api is not None:
+            self.set_status(api.status)
+            for name, value in api.headers.items():
+                self.set_header(name, value)
+            content_type, body = errors.render(self.family, api, self.request_id, self.request.path)
+        else:
+            tb = "".join(traceback.format_exception(*kwargs["exc_info"])) if (
+                self.ctx.config.dev and "exc_info" in kwargs) else None
+            content_type, body = errors.render_server_error(self.family, self.request_id,
+                                                            self.request.path, tb)
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        api = errors.from_exception(value) if value is not None else None
+        if api is not None or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
+            if api is not None and api.status >= 500:
+                log.warning("request %s: %s", self.request_id, api.message)
+            return
+        log.error("request %s: unhandled error in %s %s", self.request_id, self.request.method,
+                  self.request.path, exc_info=(typ, value, tb))
+
+
+class NotFoundHandler(BaseHandler):
+    """Answers every unmatched path with a 404 in the family's shape."""
+
+    async def prepare(self) -> None:
+        self.set_header("X-Request-Id", self.request_id)
+        raise errors.ApiError(404, f"No such resource: {self.request.path}")

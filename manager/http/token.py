@@ -1,0 +1,56 @@
+"""``/auth/token``: OAuth2-style password grant for bearer tokens, and their revocation.
+
+Bearer tokens (``Authorization: Bearer …`` or ``X-Auth-Token``) work on every API family.
+Errors follow RFC 6749 §5.2: ``{"error", "error_description"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from manager.domain import accounts
+from manager.domain.errors import AuthenticationFailed
+from manager.http.base import BaseHandler
+
+
+class TokenHandler(BaseHandler):
+    anonymous_methods = frozenset({"POST"})
+
+    async def post(self) -> None:
+        form = self._form()
+        if form.get("grant_type") != "password":
+            return self._oauth_error(400, "unsupported_grant_type",
+                                     "Only grant_type=password is supported.")
+        if not form.get("username") or not form.get("password"):
+            return self._oauth_error(400, "invalid_request", "username and password are required.")
+        try:
+            user = await self.ctx.db.run(accounts.authenticate, form["username"], form["password"])
+        except AuthenticationFailed:
+            return self._oauth_error(400, "invalid_grant", "Invalid username or password.")
+        token, ttl = await self.ctx.db.run(accounts.issue_token, user, self.ctx.config.token_ttl,
+                                           self.request.remote_ip or "")
+        self.write_json({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
+
+    async def delete(self) -> None:
+        token = self.bearer_token()
+        if token is None or self.principal is None or self.principal.via != "token":
+            return self._oauth_error(400, "invalid_request", "Send the token to revoke as a bearer token.")
+        await self.ctx.db.run(accounts.revoke_token, token)
+        self.set_status(204)
+        self.finish()
+
+    def _form(self) -> dict[str, str]:
+        body = self.request.body
+        if self.request.headers.get("Content-Type", "").startswith("application/json"):
+            doc = self.json_body()
+            return {k: v for k, v in doc.items() if isinstance(v, str)}
+        try:
+            return {k: v[-1] for k, v in parse_qs(body.decode(), strict_parsing=False).items()}
+        except UnicodeDecodeError:
+            return {}
+
+    def _oauth_error(self, status: int, code: str, description: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"error": code, "error_description": description}))

@@ -1,0 +1,1 @@
+"""Generated gRPC modules for the manager–agent protocol (built from agent.proto by setup.py)."""
