@@ -12,18 +12,22 @@ import click
 from manager import __version__, logs
 from manager import config as config_mod
 
-_COMMON = [
-    click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                 help="TOML config file (overrides SHEPHERD_* variables)."),
-    click.option("--state-dir", help="State directory (CA, certificates, SQLite database)."),
-    click.option("--database-url", help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB."),
-]
 
+def setting_options(*names: str) -> Any:
+    """Click options generated from ``config.SETTINGS`` (all of them when no names are given)."""
+    chosen = [s for s in config_mod.SETTINGS if not names or s.name in names]
 
-def common_options(fn: Any) -> Any:
-    for option in reversed(_COMMON):
-        fn = option(fn)
-    return fn
+    def decorate(fn: Any) -> Any:
+        for s in reversed(chosen):
+            flag = "--" + s.name.replace("_", "-")
+            if isinstance(s.default, bool):
+                fn = click.option(flag, s.name, is_flag=True, default=None, help=s.help)(fn)
+            else:
+                kind = {int: int, float: float}.get(s.type, str)
+                fn = click.option(flag, s.name, type=kind, default=None, help=s.help)(fn)
+        return click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                            help="TOML config file (overrides SHEPHERD_* variables).")(fn)
+    return decorate
 
 
 def load_config(config_file: str | None, **flags: Any) -> config_mod.Config:
@@ -46,12 +50,7 @@ def main() -> None:
 
 
 @main.command()
-@common_options
-@click.option("--port", type=int, help="REST API port (default 8443).")
-@click.option("--agent-port", type=int, help="Agent gRPC port (default 8444).")
-@click.option("--address", help="Address to bind (default 0.0.0.0).")
-@click.option("--http", is_flag=True, default=None, help="Serve plain HTTP (behind a TLS proxy).")
-@click.option("--dev", is_flag=True, default=None, help="Show tracebacks in 500 responses.")
+@setting_options()
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run the manager until SIGINT/SIGTERM; migrates the database first.
 
@@ -67,20 +66,20 @@ def serve(config_file: str | None, **flags: Any) -> None:
 async def _serve(cfg: config_mod.Config) -> None:
     from manager.server import Manager
 
-    manager = Manager(cfg)
-    await manager.start()
-    click.echo(f"shepherd-manager {__version__}: REST API on {manager.url}/api/ "
-               f"(database {redact(cfg.resolved_database_url)})", err=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    manager = Manager(cfg)
+    await manager.start()
+    click.echo(f"shepherd-manager {__version__}: REST API on {manager.url}/api/ "
+               f"(database {redact(cfg.resolved_database_url)})", err=True)
     await stop.wait()
     await manager.stop()
 
 
 @main.command("migrate")
-@common_options
+@setting_options("state_dir", "database_url")
 def migrate_cmd(config_file: str | None, **flags: Any) -> None:
     """Apply pending database migrations (serve also does this at start).
 
@@ -96,7 +95,7 @@ def migrate_cmd(config_file: str | None, **flags: Any) -> None:
 
 
 @main.command("create-user")
-@common_options
+@setting_options("state_dir", "database_url")
 @click.argument("username")
 @click.option("--password", help="The password (visible in ps; prefer --password-stdin).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")

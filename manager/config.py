@@ -132,3 +132,13 @@ def _read_file(path: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return data.get("manager", data)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from ``SETTINGS`` (a test keeps them equal)."""
+    rows = ["| Variable | Flag | Default | Meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "(empty)" if s.default == "" else str(s.default).lower() if isinstance(
+            s.default, bool) else str(s.default)
+        rows.append(f"| `{s.env}` | `--{s.name.replace('_', '-')}` | `{default}` | {s.help} |")
+    return "\n".join(rows)

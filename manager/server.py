@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 
 import tornado.httpserver
@@ -13,7 +14,8 @@ from manager.config import Config
 from manager.db import base as dbbase
 from manager.db.executor import DatabaseExecutor
 from manager.db.migrations import migrate
-from manager.files import ensure_private_dir
+from manager.domain import accounts
+from manager.files import ensure_private_dir, write_atomic
 from manager.http.app import make_app
 from manager.http.auth import Authenticator
 from manager.http.context import AppContext
@@ -40,6 +42,11 @@ class Manager:
         applied = await db.run(migrate, database)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        password = await db.run(accounts.create_initial_admin)
+        if password is not None:
+            path = os.path.join(cfg.state_dir, "initial-admin-password")
+            write_atomic(path, password.encode() + b"\n", 0o600)
+            log.warning("no users existed: created superuser 'admin'; its password is in %s", path)
         ca = CertificateAuthority(cfg.state_dir)
         ssl_ctx = None
         if not cfg.http:

@@ -17,8 +17,6 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-import peewee
-
 from manager.db.accounts import ApiToken, Group, User, UserGroup, WebSession
 from manager.db.base import utcnow
 from manager.domain import passwords
@@ -283,10 +281,10 @@ def _revoke_all(user_id: int, keep: Principal | None = None) -> None:
     _bump_epoch()
 
 
-def ensure_groups() -> None:
-    """Make sure IML's built-in groups exist (migrations create them; tests may truncate)."""
-    for name in BUILTIN_GROUPS:
-        try:
-            Group.get_or_create(name=name)
-        except peewee.IntegrityError:
-            pass
+def create_initial_admin() -> str | None:
+    """On a database with no users, create superuser ``admin`` and return its new password."""
+    if User.select().exists():
+        return None
+    password = secrets.token_urlsafe(18)
+    create_user(None, "admin", password, password, groups=[SUPERUSERS])
+    return password

@@ -99,9 +99,11 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self.request.body:
             return {}
         try:
-            doc = json.loads(self.request.body)
+            text = self.request.body.decode("utf-8")
         except UnicodeDecodeError:
-            raise errors.ApiError(400, "Request body is not valid UTF-8.") from None
+            raise errors.ApiError(400, "The request body is not valid UTF-8.") from None
+        try:
+            doc = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise errors.ApiError(400, f"Malformed JSON: {exc}") from None
         if not isinstance(doc, dict):

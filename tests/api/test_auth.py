@@ -1,0 +1,172 @@
+"""Authentication on every family: bearer tokens, X-Auth-Token, IML sessions with CSRF."""
+
+import datetime
+
+import pytest
+import requests
+
+from api.client import Client, ShepherdError
+from manager.db.accounts import ApiToken
+from tests.conftest import ADMIN_PASSWORD
+
+
+def raw(manager) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = manager.ca_path
+    return session
+
+
+def test_anonymous_is_refused_outside_the_public_endpoints(anon):
+    with pytest.raises(ShepherdError) as err:
+        anon.get("/api/user/")
+    assert err.value.status == 401
+    assert anon.get("/healthz") == {"status": "ok"}
+    assert anon.get("/version")["name"] == "shepherd"
+    assert b"BEGIN CERTIFICATE" in anon.fetch_ca()
+
+
+def test_token_grant_and_bearer_use(anon):
+    doc = anon.login("admin", ADMIN_PASSWORD)
+    assert doc["token_type"] == "Bearer"
+    assert doc["expires_in"] == 12 * 3600
+    assert doc["access_token"].startswith("shp_")
+    assert anon.get("/api/user/")["meta"]["total_count"] == 1
+
+
+def test_x_auth_token_header_is_accepted(admin, accounts_reset):
+    session = raw(accounts_reset)
+    r = session.get(accounts_reset.url + "/api/user/", headers={"X-Auth-Token": admin.token})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("form,error", [
+    ({"grant_type": "password", "username": "admin", "password": "wrong-password"}, "invalid_grant"),
+    ({"grant_type": "password", "username": "nobody", "password": ADMIN_PASSWORD}, "invalid_grant"),
+    ({"grant_type": "password", "username": "admin"}, "invalid_request"),
+    ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+    ({}, "unsupported_grant_type"),
+])
+def test_token_grant_refusals(accounts_reset, form, error):
+    r = raw(accounts_reset).post(accounts_reset.url + "/auth/token", data=form)
+    assert r.status_code == 400
+    assert r.json()["error"] == error
+
+
+def test_wrong_password_gives_no_token(anon):
+    with pytest.raises(ShepherdError) as err:
+        anon.login("admin", "not-the-password")
+    assert err.value.status == 400
+    assert "Invalid username or password" in err.value.message
+
+
+def test_revoked_token_is_refused_and_says_so(admin):
+    token = admin.token
+    admin.logout()
+    admin.token = token
+    with pytest.raises(ShepherdError) as err:
+        admin.get("/api/user/")
+    assert err.value.status == 401
+    assert "revoked" in err.value.message
+
+
+def test_expired_token_is_refused_and_says_so(admin, accounts_reset):
+    past = datetime.datetime(2000, 1, 1)
+    accounts_reset.db(lambda: ApiToken.update(expires_at=past).execute())
+    with pytest.raises(ShepherdError) as err:
+        admin.get("/api/user/")
+    assert err.value.status == 401
+    assert "expired" in err.value.message
+
+
+def test_unknown_token_is_refused(accounts_reset):
+    client = Client(accounts_reset.url, token="shp_forged", verify=accounts_reset.ca_path)
+    with pytest.raises(ShepherdError) as err:
+        client.get("/api/user/")
+    assert err.value.status == 401
+
+
+def test_tokens_are_stored_only_as_digests(admin, accounts_reset):
+    stored = accounts_reset.db(lambda: [t.token_hash for t in ApiToken.select()])
+    assert admin.token not in stored
+    assert all(len(h) == 64 for h in stored)
+
+
+# --- IML sessions ------------------------------------------------------------------------
+
+def open_session(manager) -> requests.Session:
+    session = raw(manager)
+    r = session.get(manager.url + "/api/session/")
+    assert r.status_code == 200
+    assert r.json() == {"read_enabled": False, "resource_uri": "/api/session/", "user": None}
+    assert "csrftoken" in r.cookies and "sessionid" in r.cookies
+    session.headers["X-CSRFToken"] = r.cookies["csrftoken"]
+    return session
+
+
+def test_example_client_flow(accounts_reset):
+    """iml-api.md's example client: session, CSRF header, login, list."""
+    session = open_session(accounts_reset)
+    r = session.post(accounts_reset.url + "/api/session/",
+                     json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 201
+    assert r.json()["user"]["username"] == "admin"
+    r = session.get(accounts_reset.url + "/api/user/")
+    assert r.status_code == 200
+    assert [u["username"] for u in r.json()["objects"]] == ["admin"]
+
+
+def test_login_without_csrf_is_refused(accounts_reset):
+    session = open_session(accounts_reset)
+    del session.headers["X-CSRFToken"]
+    r = session.post(accounts_reset.url + "/api/session/",
+                     json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 401
+    assert "CSRF" in r.json()["__all__"]
+
+
+def test_login_with_wrong_password(accounts_reset):
+    session = open_session(accounts_reset)
+    r = session.post(accounts_reset.url + "/api/session/",
+                     json={"username": "admin", "password": "wrong"})
+    assert r.status_code == 403
+    assert r.json() == {"__all__": "Authentication Failed."}
+
+
+def test_login_with_missing_field(accounts_reset):
+    session = open_session(accounts_reset)
+    r = session.post(accounts_reset.url + "/api/session/", json={"username": "admin"})
+    assert r.status_code == 400
+    assert r.json() == {"password": "This field is required."}
+
+
+def test_cookie_authenticated_write_needs_csrf(accounts_reset):
+    session = open_session(accounts_reset)
+    session.post(accounts_reset.url + "/api/session/",
+                 json={"username": "admin", "password": ADMIN_PASSWORD}).raise_for_status()
+    csrf = session.headers.pop("X-CSRFToken")
+    url = accounts_reset.url + "/api/user/"
+    body = {"username": "bob", "password1": "bob-password", "password2": "bob-password"}
+    r = session.post(url, json=body)
+    assert r.status_code == 401
+    r = session.post(url, json=body, headers={"X-CSRFToken": "not-the-token"})
+    assert r.status_code == 401
+    r = session.post(url, json=body, headers={"X-CSRFToken": csrf})
+    assert r.status_code == 201
+
+
+def test_logout_ends_the_session(accounts_reset):
+    session = open_session(accounts_reset)
+    session.post(accounts_reset.url + "/api/session/",
+                 json={"username": "admin", "password": ADMIN_PASSWORD}).raise_for_status()
+    assert session.get(accounts_reset.url + "/api/session/").json()["read_enabled"] is True
+    assert session.delete(accounts_reset.url + "/api/session/").status_code == 204
+    assert session.get(accounts_reset.url + "/api/user/").status_code == 401
+
+
+def test_session_key_is_renewed_at_login(accounts_reset):
+    session = open_session(accounts_reset)
+    before = session.cookies["sessionid"]
+    session.post(accounts_reset.url + "/api/session/",
+                 json={"username": "admin", "password": ADMIN_PASSWORD}).raise_for_status()
+    assert session.cookies["sessionid"] != before

@@ -1,0 +1,94 @@
+"""Fixtures shared by the API and integration tests.
+
+``manager`` is parametrised over both databases: every test that uses it runs against the
+embedded SQLite and a real throwaway PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from api.client import Client
+from manager.db.accounts import ApiToken, Group, User, UserGroup, WebSession
+from manager.domain import passwords
+from tests.manager_process import RunningManager
+from tests.pgcluster import ThrowawayPostgres
+
+for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(_var, None)
+
+ADMIN_PASSWORD = "admin-password-1"
+USER_PASSWORD = "user-password-1"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayPostgres]:
+    server = ThrowawayPostgres()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def password_hashes() -> dict[str, str]:
+    """Hashes computed once, so resetting accounts per test costs no scrypt time."""
+    return {ADMIN_PASSWORD: passwords.hash_password(ADMIN_PASSWORD),
+            USER_PASSWORD: passwords.hash_password(USER_PASSWORD)}
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def manager(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningManager]:
+    state_dir = str(tmp_path_factory.mktemp(f"manager-{request.param}"))
+    if request.param == "sqlite":
+        url = f"sqlite:///{state_dir}/shepherd.db"
+    else:
+        pg = request.getfixturevalue("pg_server")
+        pg.drop_database("shepherd_api")
+        url = pg.create_database("shepherd_api")
+    running = RunningManager(state_dir, url).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def accounts_reset(manager: RunningManager, password_hashes: dict[str, str]) -> RunningManager:
+    """Empty the account tables and create ``admin`` (a superuser) afresh."""
+    def reset() -> None:
+        for model in (WebSession, ApiToken, UserGroup, User):
+            model.delete().execute()
+        admin = User.create(username="admin", password_hash=password_hashes[ADMIN_PASSWORD])
+        UserGroup.create(user=admin, group=Group.get(Group.name == "superusers"))
+    manager.db(reset)
+    return manager
+
+
+@pytest.fixture
+def anon(accounts_reset: RunningManager) -> Client:
+    return Client(accounts_reset.url, verify=accounts_reset.ca_path, retries=1)
+
+
+@pytest.fixture
+def admin(accounts_reset: RunningManager) -> Client:
+    client = Client(accounts_reset.url, verify=accounts_reset.ca_path, retries=1)
+    client.login("admin", ADMIN_PASSWORD)
+    return client
+
+
+@pytest.fixture
+def make_user(accounts_reset: RunningManager,
+              password_hashes: dict[str, str]) -> Callable[..., Client]:
+    """``make_user("alice", "filesystem_users")`` → a Client logged in as that new user."""
+    def make(username: str, *groups: str) -> Client:
+        def create() -> None:
+            user = User.create(username=username, password_hash=password_hashes[USER_PASSWORD])
+            for name in groups:
+                UserGroup.create(user=user, group=Group.get(Group.name == name))
+        accounts_reset.db(create)
+        client = Client(accounts_reset.url, verify=accounts_reset.ca_path, retries=1)
+        client.login(username, USER_PASSWORD)
+        return client
+    return make

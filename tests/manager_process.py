@@ -1,0 +1,46 @@
+"""A real manager for tests: the same ``Manager`` that ``serve`` runs, on its own event-loop
+thread, listening on a free port with HTTPS and its own CA."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from manager import config as config_mod
+from manager.server import Manager
+
+
+class RunningManager:
+    def __init__(self, state_dir: str, database_url: str, **settings: Any) -> None:
+        flags = {"state_dir": state_dir, "database_url": database_url, "port": 0,
+                 "address": "127.0.0.1", "auth_cache_ttl": 0, **settings}
+        self.config = config_mod.load(flags=flags, environ={})
+        self.manager = Manager(self.config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="manager", daemon=True)
+
+    def start(self) -> RunningManager:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.manager.start(), self.loop).result(60)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.manager.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    @property
+    def url(self) -> str:
+        return self.manager.url
+
+    @property
+    def ca_path(self) -> str:
+        return os.path.join(self.config.state_dir, "tls", "ca.crt")
+
+    def db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` against the manager's database from the test's thread."""
+        return self.manager.ctx.db.call(fn, *args)
