@@ -68,7 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http", _bool, False, "Serve plain HTTP (behind a TLS-terminating proxy)."),
     Setting("server_names", str, "",
             "Extra comma-separated DNS names/IPs for the server certificate."),
-    Setting("db_threads", int, 8, "Threads (and pooled connections) for database work.", 1, 256),
+    Setting("db_threads", int, 4, "Threads (and pooled connections) for database work.", 1, 256),
     Setting("token_ttl", int, 12 * 3600, "Lifetime of a bearer token, seconds.", 60),
     Setting("session_ttl", int, 14 * 86400, "Lifetime of a web session, seconds.", 60),
     Setting("auth_cache_ttl", float, 2.0,
