@@ -69,7 +69,7 @@ def wrk(url: str, token: str, connections: int, seconds: int, threads: int = 1) 
         capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     result = {}
     for pct in ("50", "90", "99"):
-        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE).groups()
         result[f"p{pct}_ms"] = float(value) * _UNITS[unit]
     result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

@@ -19,7 +19,6 @@ from manager.domain import passwords
 from tests.bench.harness import admin_client, manager_process, wrk
 from tests.pgcluster import ThrowawayPostgres
 
-
 CASES = (("limit=20", 1), ("limit=20", 32), ("limit=0", 1), ("limit=0", 32))
 
 
