@@ -8,7 +8,9 @@ checked against this declaration by the tests.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +33,19 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _strict(kind: Callable[[Any], Any], value: Any) -> Any:
+    """Refuse what int()/float() would silently bend: booleans, fractions, NaN, 1_000."""
+    if kind in (int, float) and isinstance(value, bool):
+        raise ValueError(f"expected a number, not {value!r}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected an integer, not {value!r}")
+    if kind is int and isinstance(value, str) and not re.fullmatch(r"\s*-?\d+\s*", value):
+        raise ValueError(f"expected an integer, not {value!r}")
+    if kind is float and not math.isfinite(float(value)):
+        raise ValueError(f"expected a finite number, not {value!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     name: str
@@ -46,7 +61,7 @@ class Setting:
 
     def parse(self, value: Any, source: str) -> Any:
         try:
-            parsed = self.type(value)
+            parsed = self.type(_strict(self.type, value))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.name} (from {source}): {exc}") from None
         if self.minimum is not None and parsed < self.minimum:
@@ -118,6 +133,8 @@ def load(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = N
                 raise ConfigError(f"{path}: unknown setting {key!r}")
             values[key] = _BY_NAME[key].parse(raw, path)
     for key, raw in (flags or {}).items():
+        if key not in _BY_NAME:
+            raise ConfigError(f"unknown setting {key!r}")
         if raw is not None:
             values[key] = _BY_NAME[key].parse(raw, f"--{key.replace('_', '-')}")
     return Config(values)
@@ -129,9 +146,16 @@ def _read_file(path: str) -> dict[str, Any]:
             data = tomllib.load(f)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return data.get("manager", data)
+    if "manager" not in data:
+        return data
+    if not isinstance(data["manager"], dict):
+        raise ConfigError(f"config file {path}: 'manager' must be a table")
+    others = sorted(k for k in data if k != "manager")
+    if others:
+        raise ConfigError(f"config file {path}: keys outside [manager]: {', '.join(others)}")
+    return data["manager"]
 
 
 def markdown_table() -> str:

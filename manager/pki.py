@@ -14,6 +14,7 @@ import socket
 import ssl
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -118,7 +119,7 @@ class CertificateAuthority:
             except x509.ExtensionNotFound:
                 have = set()
             fresh = cert.not_valid_after_utc - _now() > RENEW_BEFORE
-            if fresh and set(wanted) <= have and cert.issuer == self.ca_cert.subject:
+            if fresh and set(wanted) <= have and self._issued_by_us(cert):
                 return
         key = _new_key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.getfqdn())])
@@ -126,6 +127,14 @@ class CertificateAuthority:
                            ExtendedKeyUsageOID.SERVER_AUTH, wanted)
         write_atomic(self.server_key_path, _key_pem(key), 0o600)
         write_atomic(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    def _issued_by_us(self, cert: x509.Certificate) -> bool:
+        """True when this CA's key signed ``cert`` (a regenerated CA keeps its subject name)."""
+        try:
+            cert.verify_directly_issued_by(self.ca_cert)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
 
     def sign_agent_csr(self, csr_pem: bytes, common_name: str) -> tuple[bytes, int]:
         """Sign an agent's CSR as a client certificate whose CN is ``common_name``.

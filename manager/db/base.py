@@ -43,8 +43,10 @@ def open_database(url: str, max_connections: int = 8) -> peewee.Database:
         path = unquote(url.split("?", 1)[0][len("sqlite:///"):])
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=max_connections,
-                                    stale_timeout=3600, timeout=30, check_same_thread=False)
+        database = PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=max_connections,
+                                        stale_timeout=3600, timeout=30, check_same_thread=False)
+        register_sqlite_functions(database)
+        return database
     if parsed.scheme in ("postgresql", "postgres"):
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         options.setdefault("connect_timeout", "3")
@@ -56,6 +58,13 @@ def open_database(url: str, max_connections: int = 8) -> peewee.Database:
             max_connections=max_connections, stale_timeout=600, timeout=10, **options)
     raise ValueError(f"unsupported database URL scheme {parsed.scheme!r} "
                      "(use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
+
+
+def register_sqlite_functions(database: peewee.SqliteDatabase) -> None:
+    """SQL functions SQLite lacks: ``casefold`` (its LOWER only folds ASCII)."""
+    database.register_function(
+        lambda text: text.casefold() if isinstance(text, str) else text, "casefold", 1,
+        deterministic=True)
 
 
 def bind(database: peewee.Database) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -87,10 +88,9 @@ def _parse_int(args: Mapping[str, Sequence[str]], name: str, default: int) -> in
     values = args.get(name)
     if not values:
         return default
-    try:
-        value = int(values[-1])
-    except ValueError:
-        raise QueryError(name, f"'{values[-1]}' is not an integer.") from None
+    if not re.fullmatch(r"-?[0-9]+", values[-1]):
+        raise QueryError(name, f"'{values[-1]}' is not an integer.")
+    value = int(values[-1])
     if not 0 <= value <= MAX_INT:
         raise QueryError(name, f"Must be between 0 and {MAX_INT}.")
     return value
@@ -101,7 +101,7 @@ def _convert(param: str, type_: str, lookup: str, raw: str) -> Any:
         if lookup == "isnull":
             return _boolean(raw)
         if lookup in ("contains", "icontains", "startswith", "endswith", "iexact"):
-            return raw
+            return _string(raw)
         return CONVERTERS.get(type_, str)(raw)
     except ValueError as exc:
         raise QueryError(param, f"Invalid value '{raw}': {exc}") from None
@@ -163,16 +163,27 @@ def _expression(column: Any, f: Filter, postgres: bool) -> Any:
     if f.lookup == "isnull":
         return column.is_null(value)
     if f.lookup == "iexact":
-        return peewee.fn.LOWER(column) == value.lower()
+        return _folded(column, postgres) == _fold(value, postgres)
     before = "" if f.lookup in ("startswith",) else "%"
     after = "" if f.lookup in ("endswith",) else "%"
     if f.lookup == "icontains":
-        return _like(column, "ILIKE" if postgres else "LIKE", f"%{_escape_like(value)}%")
+        pattern = f"%{_escape_like(_fold(value, postgres))}%"
+        return _like(_folded(column, postgres), "LIKE", pattern)
     if postgres:
         return _like(column, "LIKE", f"{before}{_escape_like(value)}{after}")
     # SQLite's LIKE ignores case; GLOB is its case-sensitive match.
     glob_before, glob_after = before.replace("%", "*"), after.replace("%", "*")
     return peewee.Expression(column, "GLOB", f"{glob_before}{_escape_glob(value)}{glob_after}")
+
+
+def _folded(column: Any, postgres: bool) -> Any:
+    """Case-fold a column: PostgreSQL's LOWER knows Unicode; SQLite's only ASCII, so SQLite
+    uses the ``casefold`` function ``manager.db.base`` registers on every connection."""
+    return peewee.fn.LOWER(column) if postgres else peewee.fn.casefold(column)
+
+
+def _fold(value: str, postgres: bool) -> str:
+    return value.lower() if postgres else value.casefold()
 
 
 def _like(column: Any, op: str, pattern: str) -> Any:
