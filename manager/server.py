@@ -10,11 +10,17 @@ import socket
 import tornado.httpserver
 import tornado.netutil
 
+from manager.agents.presence import Presence
+from manager.agents.server import build_server
+from manager.agents.servicer import AgentServicer
+from manager.agents.sessions import SessionRegistry
 from manager.config import Config
 from manager.db import base as dbbase
 from manager.db.executor import DatabaseExecutor
+from manager.db.hosts import Host
 from manager.db.migrations import migrate
 from manager.domain import accounts
+from manager.engine.dispatch import Dispatcher
 from manager.files import ensure_private_dir, write_atomic
 from manager.http.app import make_app
 from manager.http.auth import Authenticator
@@ -30,8 +36,10 @@ class Manager:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.http_server: tornado.httpserver.HTTPServer | None = None
+        self.grpc_server = None
         self.port: int | None = None
         self.ctx: AppContext | None = None
+        self.presence: Presence | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -42,23 +50,44 @@ class Manager:
         applied = await db.run(migrate, database)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        await self._initial_admin(db)
+        ca = CertificateAuthority(cfg.state_dir)
+        ca.ensure_server_certificate(cfg.server_name_list() + ([cfg.public_host] if cfg.public_host else []))
+        sessions = SessionRegistry()
+        dispatcher = Dispatcher(db, sessions)
+        self.ctx = AppContext(cfg, db, Authenticator(db, cfg.auth_cache_ttl), ca, dispatcher, sessions)
+        await self._start_agent_server(db, ca, dispatcher, sessions)
+        self._start_http(ca)
+        dispatcher.start()
+
+    async def _initial_admin(self, db: DatabaseExecutor) -> None:
         password = await db.run(accounts.create_initial_admin)
         if password is not None:
-            path = os.path.join(cfg.state_dir, "initial-admin-password")
+            path = os.path.join(self.config.state_dir, "initial-admin-password")
             write_atomic(path, password.encode() + b"\n", 0o600)
             log.warning("no users existed: created superuser 'admin'; its password is in %s", path)
-        ca = CertificateAuthority(cfg.state_dir)
-        ssl_ctx = None
-        if not cfg.http:
-            ca.ensure_server_certificate(cfg.server_name_list())
-            ssl_ctx = ca.server_ssl_context()
-        self.ctx = AppContext(cfg, db, Authenticator(db, cfg.auth_cache_ttl), ca)
-        app = make_app(self.ctx)
+
+    async def _start_agent_server(self, db: DatabaseExecutor, ca: CertificateAuthority,
+                                  dispatcher: Dispatcher, sessions: SessionRegistry) -> None:
+        cfg = self.config
+        self.presence = Presence(db, sessions, cfg.contact_timeout)
+        servicer = AgentServicer(db, ca, dispatcher, sessions, self.presence, cfg.heartbeat_interval)
+        self.grpc_server, self.ctx.agent_port, self.ctx.registration_port = build_server(
+            ca, servicer, cfg.address, cfg.agent_port, cfg.registration_port)
+        await self.grpc_server.start()
+        live = await db.run(lambda: [h for (h,) in Host.select(Host.id)
+                                     .where(Host.state != "removed").tuples()])
+        await db.run(lambda: Host.update(connected=False).where(Host.connected == True).execute())
+        self.presence.start(live)
+
+    def _start_http(self, ca: CertificateAuthority) -> None:
+        cfg = self.config
+        ssl_ctx = None if cfg.http else ca.server_ssl_context()
         self.http_server = tornado.httpserver.HTTPServer(
-            app, ssl_options=ssl_ctx, xheaders=cfg.http, max_body_size=4 * cfg.max_body_bytes,
-            idle_connection_timeout=300, body_timeout=60)
+            make_app(self.ctx), ssl_options=ssl_ctx, xheaders=cfg.http,
+            max_body_size=4 * cfg.max_body_bytes, idle_connection_timeout=300, body_timeout=60)
         sockets = tornado.netutil.bind_sockets(cfg.port, cfg.address, family=socket.AF_INET)
-        self.port = sockets[0].getsockname()[1]
+        self.port = self.ctx.http_port = sockets[0].getsockname()[1]
         self.http_server.add_sockets(sockets)
 
     @property
@@ -71,5 +100,10 @@ class Manager:
         if self.http_server is not None:
             self.http_server.stop()
             await self.http_server.close_all_connections()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=1.0)
         if self.ctx is not None:
+            await self.ctx.dispatcher.stop()
+            if self.presence is not None:
+                await self.presence.stop()
             await asyncio.get_running_loop().run_in_executor(None, self.ctx.db.shutdown)

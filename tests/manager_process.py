@@ -16,6 +16,7 @@ from manager.server import Manager
 class RunningManager:
     def __init__(self, state_dir: str, database_url: str, **settings: Any) -> None:
         flags = {"state_dir": state_dir, "database_url": database_url, "port": 0,
+                 "agent_port": 0, "registration_port": 0, "contact_timeout": 3,
                  "address": "127.0.0.1", "auth_cache_ttl": 0, **settings}
         self.config = config_mod.load(flags=flags, environ={})
         self.manager = Manager(self.config)
@@ -40,6 +41,26 @@ class RunningManager:
     @property
     def ca_path(self) -> str:
         return os.path.join(self.config.state_dir, "tls", "ca.crt")
+
+    def on_loop(self, coro: Any) -> asyncio.Future:
+        """Run a coroutine on the manager's loop; await the result from any other loop."""
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    @property
+    def dispatcher(self) -> Any:
+        return self.manager.ctx.dispatcher
+
+    @property
+    def registration_address(self) -> str:
+        return f"localhost:{self.manager.ctx.registration_port}"
+
+    @property
+    def agent_address(self) -> str:
+        return f"localhost:{self.manager.ctx.agent_port}"
+
+    def ca_pem(self) -> bytes:
+        with open(self.ca_path, "rb") as f:
+            return f.read()
 
     def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` against the manager's database from the test's thread."""

@@ -43,8 +43,11 @@ def open_database(url: str, max_connections: int = 8) -> peewee.Database:
         path = unquote(url.split("?", 1)[0][len("sqlite:///"):])
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # BEGIN IMMEDIATE: a transaction that reads before it writes must not deadlock on the
+        # lock upgrade (SQLite answers "database is locked" at once instead of waiting).
         database = PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=max_connections,
-                                        stale_timeout=3600, timeout=30, check_same_thread=False)
+                                        stale_timeout=3600, timeout=30, check_same_thread=False,
+                                        lock_type="IMMEDIATE")
         register_sqlite_functions(database)
         return database
     if parsed.scheme in ("postgresql", "postgres"):

@@ -9,17 +9,27 @@ import tornado.web
 from manager.http.base import BaseHandler, NotFoundHandler
 from manager.http.context import AppContext
 from manager.http.iml.accounts import GroupResource, UserResource
+from manager.http.iml.alerts import AlertResource
 from manager.http.iml.handlers import routes as iml_routes
+from manager.http.iml.hosts import HostResource, ServerProfileResource
+from manager.http.iml.registration import RegistrationTokenResource
 from manager.http.iml.resource import Resource
 from manager.http.iml.session import SessionHandler
-from manager.http.public import CertificateHandler, HealthHandler, VersionHandler
+from manager.http.public import (
+    AgentInfoHandler,
+    CertificateHandler,
+    HealthHandler,
+    VersionHandler,
+)
 from manager.http.token import TokenHandler
 
 access_log = logging.getLogger("shepherd.access")
 
 
-def iml_resources() -> list[Resource]:
-    return [GroupResource(), UserResource()]
+def iml_resources(ctx: AppContext) -> list[Resource]:
+    return [AlertResource(), GroupResource(), HostResource(),
+            RegistrationTokenResource(ctx.public_url, lambda: ctx.ca.fingerprint),
+            ServerProfileResource(), UserResource()]
 
 
 def make_app(ctx: AppContext) -> tornado.web.Application:
@@ -30,7 +40,8 @@ def make_app(ctx: AppContext) -> tornado.web.Application:
         (r"/version", VersionHandler, kw),
         (r"/auth/token", TokenHandler, kw),
         (r"/api/session/?", SessionHandler, kw),
-        *iml_routes(ctx, iml_resources()),
+        (r"/agent/?", AgentInfoHandler, kw),
+        *iml_routes(ctx, iml_resources(ctx)),
     ]
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
                                    default_handler_args=kw, log_function=_log_request,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 
+from manager.agents.sessions import SessionRegistry
 from manager.config import Config
 from manager.db.executor import DatabaseExecutor
+from manager.engine.dispatch import Dispatcher
 from manager.http.auth import Authenticator
 from manager.pki import CertificateAuthority
 
@@ -16,5 +19,15 @@ class AppContext:
     config: Config
     db: DatabaseExecutor
     authenticator: Authenticator
-    ca: CertificateAuthority | None
+    ca: CertificateAuthority
+    dispatcher: Dispatcher
+    sessions: SessionRegistry
+    http_port: int = 0
+    agent_port: int = 0
+    registration_port: int = 0
     started_at: float = dataclasses.field(default_factory=time.time)
+
+    def public_url(self) -> str:
+        """The REST URL agents and clients should use (for register commands)."""
+        scheme = "http" if self.config.http else "https"
+        return f"{scheme}://{self.config.public_host or socket.getfqdn()}:{self.http_port}"

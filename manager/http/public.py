@@ -34,3 +34,14 @@ class VersionHandler(BaseHandler):
 
     async def get(self) -> None:
         self.write_json({"name": "shepherd", "version": __version__})
+
+
+class AgentInfoHandler(BaseHandler):
+    """Where agents register and connect (read by ``shepherd-agent register``)."""
+
+    anonymous_methods = frozenset({"GET"})
+
+    async def get(self) -> None:
+        self.write_json({"agent_port": self.ctx.agent_port,
+                         "registration_port": self.ctx.registration_port,
+                         "ca_sha256": self.ctx.ca.fingerprint})

@@ -24,7 +24,7 @@ from api.client import Client
 def manager_process(state_dir: str, database_url: str, *flags: str) -> Iterator[str]:
     """Run ``shepherd-manager serve`` on a free port; yield its base URL."""
     cmd = [sys.executable, "-m", "manager", "serve", "--state-dir", state_dir, "--database-url",
-           database_url, "--port", "0", "--address", "127.0.0.1", "--log-level", "warning", *flags]
+           database_url, "--port", "0", "--agent-port", "0", "--registration-port", "0", "--address", "127.0.0.1", "--log-level", "warning", *flags]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         url = None

@@ -31,7 +31,7 @@ def state_dir(tmp_path):
 
 
 def serve(state_dir, *flags):
-    proc = subprocess.Popen([*MANAGER, "serve", "--state-dir", state_dir, "--port", "0",
+    proc = subprocess.Popen([*MANAGER, "serve", "--state-dir", state_dir, "--port", "0", "--agent-port", "0", "--registration-port", "0",
                              "--address", "127.0.0.1", *flags],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30

@@ -1,0 +1,1 @@
+"""The agent side of the manager: gRPC servicer, the registry of connected agents, presence."""

@@ -1,0 +1,301 @@
+"""Dispatch: send an action to a host's agent and get its result, whatever happens between.
+
+``submit`` writes the action row first (so a manager restart never loses it), then hands
+it to the transport if the agent is connected here; otherwise it is delivered when the
+agent connects (``pending_for``). Results are stored in batches by one writer task: the
+first result of an action wins, later copies are acknowledged and dropped, and a result
+for an action of another host is refused. An action past its deadline fails with a clear
+error and is cancelled on the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import json
+import logging
+import uuid
+from typing import Any, Protocol
+
+from manager.db.base import utcnow
+from manager.db.executor import DatabaseExecutor
+from manager.db.hosts import Action, Host
+from manager.domain.errors import NotFound, ValidationError
+
+log = logging.getLogger("shepherd.dispatch")
+UNFINISHED = ("queued", "sent")
+MAX_ARGS_BYTES = 1024 * 1024
+MAX_RESULT_BYTES = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionSpec:
+    """What the transport sends: the agent's view of an action."""
+
+    id: str
+    name: str
+    args_json: str
+    deadline_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class IncomingResult:
+    action_id: str
+    success: bool
+    result_json: str
+    error: str
+    console: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionOutcome:
+    action_id: str
+    state: str  # succeeded | failed
+    result: Any
+    error: str
+    console: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "succeeded"
+
+
+class Transport(Protocol):
+    """How the dispatcher reaches agents (the gRPC session registry in production)."""
+
+    def is_connected(self, host_id: int) -> bool: ...
+
+    def deliver(self, host_id: int, specs: list[ActionSpec]) -> bool: ...
+
+    def cancel(self, host_id: int, action_id: str) -> None: ...
+
+
+class Dispatcher:
+    def __init__(self, db: DatabaseExecutor, transport: Transport, batch_delay: float = 0.01) -> None:
+        self.db = db
+        self.transport = transport
+        self.batch_delay = batch_delay
+        self._waiters: dict[str, list[asyncio.Future]] = {}
+        self._results: asyncio.Queue[tuple[int, IncomingResult, asyncio.Future]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._write_results(), name="dispatch-results"),
+                       asyncio.create_task(self._expire_loop(), name="dispatch-deadlines")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- sending -----------------------------------------------------------------------
+
+    async def submit(self, host_id: int, name: str, args: dict[str, Any] | None = None,
+                     timeout: float = 300.0, caused_by: str = "") -> str:
+        """Queue one action; returns its id at once (``wait`` gets the outcome)."""
+        return (await self.submit_many([host_id], name, args, timeout, caused_by))[0]
+
+    async def submit_many(self, host_ids: list[int], name: str, args: dict[str, Any] | None = None,
+                          timeout: float = 300.0, caused_by: str = "") -> list[str]:
+        """Queue the same action for many hosts in one transaction (a fan-out)."""
+        args_json = json.dumps(args or {})
+        if len(args_json) > MAX_ARGS_BYTES:
+            raise ValidationError({"args": f"Arguments exceed {MAX_ARGS_BYTES} bytes."})
+        deadline = utcnow() + datetime.timedelta(seconds=timeout)
+        connected = {h for h in host_ids if self.transport.is_connected(h)}
+        rows = [{"id": uuid.uuid4().hex, "host": h, "name": name, "args": args_json,
+                 "deadline": deadline, "caused_by": caused_by, "created_at": utcnow(),
+                 "state": "sent" if h in connected else "queued",
+                 "sent_at": utcnow() if h in connected else None} for h in host_ids]
+        await self.db.run(_insert_actions, rows)
+        deadline_ms = _epoch_ms(deadline)
+        for row in rows:
+            if row["host"] in connected:
+                spec = ActionSpec(row["id"], name, args_json, deadline_ms)
+                self.transport.deliver(row["host"], [spec])
+        return [row["id"] for row in rows]
+
+    async def dispatch(self, host_id: int, name: str, args: dict[str, Any] | None = None,
+                       timeout: float = 300.0, caused_by: str = "") -> ActionOutcome:
+        """Submit and wait: the outcome arrives by the deadline at the latest."""
+        action_id = await self.submit(host_id, name, args, timeout, caused_by)
+        return await self.wait(action_id)
+
+    async def wait(self, action_id: str, timeout: float | None = None) -> ActionOutcome:
+        """The outcome of an action; polls the database as a fallback (another manager may
+        hold the agent's stream)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                future = asyncio.get_running_loop().create_future()
+                self._waiters.setdefault(action_id, []).append(future)
+                try:
+                    outcome = await self.db.run(_outcome, action_id)
+                    if outcome is not None:
+                        return outcome
+                    await asyncio.wait([future], timeout=2.0)
+                finally:
+                    self._forget_waiter(action_id, future)
+
+    def _forget_waiter(self, action_id: str, future: asyncio.Future) -> None:
+        waiters = self._waiters.get(action_id, [])
+        if future in waiters:
+            waiters.remove(future)
+        if not waiters:
+            self._waiters.pop(action_id, None)
+
+    # --- called by the agent server ------------------------------------------------------
+
+    async def pending_for(self, host_id: int) -> list[ActionSpec]:
+        """Every unfinished action of a host (sent again after each reconnect)."""
+        return await self.db.run(_pending, host_id)
+
+    async def store_result(self, host_id: int, result: IncomingResult) -> str:
+        """Queue a result for the batched writer; returns ``stored``, ``duplicate``,
+        ``unknown`` or ``foreign`` once it is committed (acknowledge all but foreign)."""
+        future = asyncio.get_running_loop().create_future()
+        self._results.put_nowait((host_id, result, future))
+        return await future
+
+    async def cancel(self, action_id: str, reason: str = "cancelled") -> bool:
+        """Fail an unfinished action and ask its agent to stop it."""
+        row = await self.db.run(_fail, action_id, reason)
+        if row is None:
+            return False
+        self.transport.cancel(row[0], action_id)
+        self._resolve([action_id])
+        return True
+
+    def host_removed(self, host_id: int, action_ids: list[str]) -> None:
+        self._resolve(action_ids)
+
+    # --- background work -------------------------------------------------------------
+
+    async def _write_results(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            await asyncio.sleep(self.batch_delay)
+            while not self._results.empty() and len(batch) < 2000:
+                batch.append(self._results.get_nowait())
+            try:
+                verdicts = await self.db.run(_store_results, [(h, r) for h, r, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, result, future), verdict in zip(batch, verdicts, strict=True):
+                if not future.done():
+                    future.set_result(verdict)
+            self._resolve([r.action_id for (_, r, _), v in zip(batch, verdicts, strict=True)
+                           if v == "stored"])
+
+    async def _expire_loop(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                expired = await self.db.run(_expire_overdue)
+            except Exception:
+                log.warning("could not check action deadlines", exc_info=True)
+                continue
+            for action_id, host_id in expired:
+                log.info("action %s on host %s: deadline passed", action_id, host_id)
+                self.transport.cancel(host_id, action_id)
+            self._resolve([a for a, _ in expired])
+
+    def _resolve(self, action_ids: list[str]) -> None:
+        for action_id in action_ids:
+            for future in self._waiters.get(action_id, []):
+                if not future.done():
+                    future.set_result(None)
+
+
+# --- database work (runs on a DB thread) ---------------------------------------------------
+
+def _epoch_ms(when: datetime.datetime) -> int:
+    return int(when.replace(tzinfo=datetime.UTC).timestamp() * 1000)
+
+
+def _insert_actions(rows: list[dict[str, Any]]) -> None:
+    known = {h for (h,) in Host.select(Host.id).where(
+        Host.id.in_({r["host"] for r in rows}), Host.state != "removed").tuples()}
+    missing = {r["host"] for r in rows} - known
+    if missing:
+        raise NotFound(f"no such host: {', '.join(map(str, sorted(missing)))}")
+    with Action._meta.database.atomic():
+        for start in range(0, len(rows), 500):
+            Action.insert_many(rows[start:start + 500]).execute()
+
+
+def _pending(host_id: int) -> list[ActionSpec]:
+    rows = list(Action.select(Action.id, Action.name, Action.args, Action.deadline)
+                .where(Action.host == host_id, Action.state.in_(UNFINISHED))
+                .order_by(Action.created_at).tuples())
+    if rows:
+        (Action.update(state="sent", sent_at=utcnow())
+         .where(Action.id.in_([r[0] for r in rows]), Action.state == "queued").execute())
+    return [ActionSpec(i, n, a, _epoch_ms(d)) for i, n, a, d in rows]
+
+
+def _outcome(action_id: str) -> ActionOutcome | None:
+    row = Action.get_or_none(Action.id == action_id)
+    if row is None:
+        raise NotFound(f"action {action_id} does not exist")
+    if row.state in UNFINISHED:
+        return None
+    result = json.loads(row.result) if row.result else None
+    return ActionOutcome(row.id, row.state, result, row.error, json.loads(row.console or "[]"))
+
+
+def _store_results(batch: list[tuple[int, IncomingResult]]) -> list[str]:
+    ids = list({r.action_id for _, r in batch})
+    with Action._meta.database.atomic():
+        owners = {i: (h, s) for i, h, s in Action.select(Action.id, Action.host, Action.state)
+                  .where(Action.id.in_(ids)).tuples()}
+        verdicts = []
+        for host_id, r in batch:
+            owner = owners.get(r.action_id)
+            if owner is None:
+                verdicts.append("unknown")
+            elif owner[0] != host_id:
+                verdicts.append("foreign")
+            elif owner[1] not in UNFINISHED:
+                verdicts.append("duplicate")
+            else:
+                verdicts.append(_store_one(r))
+                owners[r.action_id] = (host_id, "done")
+        return verdicts
+
+
+def _store_one(r: IncomingResult) -> str:
+    too_big = len(r.result_json) > MAX_RESULT_BYTES
+    error = f"the result exceeds {MAX_RESULT_BYTES} bytes and was dropped" if too_big else r.error
+    changed = (Action.update(state="succeeded" if r.success and not too_big else "failed",
+                             result=None if too_big or not r.result_json else r.result_json,
+                             error=error[:10000], console=json.dumps(r.console)[:MAX_RESULT_BYTES],
+                             finished_at=utcnow())
+               .where(Action.id == r.action_id, Action.state.in_(UNFINISHED)).execute())
+    return "stored" if changed else "duplicate"
+
+
+def _fail(action_id: str, reason: str) -> tuple[int] | None:
+    row = Action.get_or_none(Action.id == action_id)
+    if row is None or row.state not in UNFINISHED:
+        return None
+    changed = (Action.update(state="failed", error=reason, finished_at=utcnow())
+               .where(Action.id == action_id, Action.state.in_(UNFINISHED)).execute())
+    return (row.host_id,) if changed else None
+
+
+def _expire_overdue() -> list[tuple[str, int]]:
+    now = utcnow()
+    overdue = list(Action.select(Action.id, Action.host).where(
+        Action.state.in_(UNFINISHED), Action.deadline < now).tuples())
+    expired = []
+    for action_id, host_id in overdue:
+        changed = (Action.update(state="failed", finished_at=now,
+                                 error="deadline passed: no result from the agent in time")
+                   .where(Action.id == action_id, Action.state.in_(UNFINISHED)).execute())
+        if changed:
+            expired.append((action_id, host_id))
+    return expired

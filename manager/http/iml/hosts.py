@@ -1,0 +1,170 @@
+"""``/api/server_profile/`` and ``/api/host/`` (iml-api.md), with Shepherd's contact fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import peewee
+
+from manager.db.hosts import Host, ServerProfile
+from manager.domain import hosts
+from manager.domain.accounts import Principal
+from manager.domain.errors import NotFound, ValidationError
+from manager.http.iml.resource import Field, Resource, iso
+
+HOST_CONTENT_TYPE_ID = 6
+
+
+class ServerProfileResource(Resource):
+    """Addressed by name, as IML's profiles are (``/api/server_profile/compute_node/``)."""
+
+    name = "server_profile"
+    model = ServerProfile
+    description = "A kind of server and what Shepherd does with it; each implies agent roles."
+    fields: ClassVar[dict[str, Field]] = {
+        "corosync": Field("boolean", "True if the host will manage corosync"),
+        "corosync2": Field("boolean", "True if the host will manage corosync2"),
+        "default": Field("boolean", "If True, this profile is presented as the default"),
+        "initial_state": Field("string", "The state a host of this profile is set up into"),
+        "managed": Field("boolean", "True if the host will be managed"),
+        "name": Field("string", "Unique name", unique=True),
+        "ntp": Field("boolean", "True if the host will manage ntp"),
+        "pacemaker": Field("boolean", "True if the host will manage pacemaker"),
+        "resource_uri": Field("string", "URL for this object"),
+        "roles": Field("list", "Agent roles the profile implies (Shepherd)"),
+        "ui_description": Field("string", "Description of the server profile"),
+        "ui_name": Field("string", "Human readable name"),
+        "user_selectable": Field("boolean", "Whether users may choose it"),
+        "worker": Field("boolean", "True if the host is a worker node"),
+    }
+    filtering: ClassVar[dict[str, tuple[str, ...]]] = {
+        "default": ("exact",), "worker": ("exact",), "user_selectable": ("exact",),
+        "managed": ("exact",), "name": ("exact",)}
+    ordering = ("managed", "default")
+
+    def get_object(self, principal: Principal | None, obj_id: str) -> ServerProfile:
+        profile = ServerProfile.get_or_none(ServerProfile.name == obj_id)
+        if profile is None:
+            raise NotFound(f"server profile {obj_id!r} does not exist")
+        return profile
+
+    def serialize(self, objects: list[ServerProfile], principal: Principal | None) -> list[dict]:
+        return [self.render(p) for p in objects]
+
+    @classmethod
+    def render(cls, p: ServerProfile) -> dict[str, Any]:
+        doc = {name: getattr(p, name) for name in (
+            "corosync", "corosync2", "default", "initial_state", "managed", "name", "ntp",
+            "pacemaker", "ui_description", "ui_name", "user_selectable", "worker")}
+        doc["roles"] = hosts.profile_roles(p)
+        doc["resource_uri"] = cls.uri(p.name)
+        return doc
+
+
+class HostResource(Resource):
+    name = "host"
+    model = Host
+    description = ("A server Shepherd manages through its agent. PUTs must set the state "
+                   "attribute; removal (state 'removed' or DELETE) revokes its certificate.")
+    fields: ClassVar[dict[str, Field]] = {
+        "address": Field("string", "Address the agent connects from"),
+        "agent_version": Field("string", "Version of the host's agent (Shepherd)"),
+        "available_jobs": Field("list", "Possible non-state-change jobs"),
+        "available_transitions": Field("list", "List of {verb, state} for possible states"),
+        "boot_time": Field("datetime", "When the host booted", nullable=True),
+        "client_mounts": Field("list", "Lustre client mounts", nullable=True),
+        "connected": Field("boolean", "Whether the agent's stream is up now (Shepherd)"),
+        "content_type_id": Field("integer", "Integer type identifier"),
+        "corosync_configuration": Field("related", "Corosync configuration", nullable=True),
+        "fqdn": Field("string", "Fully qualified domain name"),
+        "id": Field("integer", "Integer record identifier, unique for objects of this type"),
+        "immutable_state": Field("boolean", "If true, the state may not be changed by the user"),
+        "install_method": Field("string", "How the agent was installed"),
+        "label": Field("string", "Non-unique human readable name for presentation"),
+        "last_contact": Field("datetime", "When the agent was last heard from (Shepherd)",
+                              nullable=True),
+        "lnet_configuration": Field("related", "LNet configuration", nullable=True),
+        "locks": Field("dict", "Lists of locked job ids for this object"),
+        "member_of_active_filesystem": Field("boolean", "Whether it serves an active file system"),
+        "needs_update": Field("boolean", "True if there are package updates available"),
+        "nids": Field("list", "LNet NIDs", nullable=True),
+        "nodename": Field("string", "Node name"),
+        "pacemaker_configuration": Field("related", "Pacemaker configuration", nullable=True),
+        "properties": Field("string", "Hardware properties reported by the agent (JSON)"),
+        "resource_uri": Field("string", "URL for this object"),
+        "role": Field("string", "Filter only: hosts having this agent role"),
+        "roles": Field("list", "Agent roles of this host (Shepherd)"),
+        "server_profile": Field("related", "The host's server profile"),
+        "state": Field("string", "May be set based on available_transitions", readonly=False),
+        "state_modified_at": Field("datetime", "When the state last changed"),
+    }
+    filtering: ClassVar[dict[str, tuple[str, ...]]] = {
+        "role": ("exact",), "id": ("exact",), "fqdn": ("exact", "startswith")}
+    ordering = ("fqdn",)
+    list_methods = ("GET",)
+    detail_methods = ("GET", "PUT", "DELETE")
+
+    def base_query(self, principal: Principal | None) -> peewee.ModelSelect:
+        return (Host.select(Host, ServerProfile).join(ServerProfile)
+                .where(Host.state != hosts.REMOVED))
+
+    def column_for(self, name: str) -> Any:
+        if name == "role":
+            return _RoleColumn()
+        return super().column_for(name)
+
+    def serialize(self, objects: list[Host], principal: Principal | None) -> list[dict]:
+        return [self._render(h) for h in objects]
+
+    def _render(self, h: Host) -> dict[str, Any]:
+        return {
+            "address": h.address, "agent_version": h.agent_version,
+            "available_jobs": [], "available_transitions": [{"state": hosts.REMOVED, "verb": "Remove"}],
+            "boot_time": iso(h.boot_time), "client_mounts": [], "connected": h.connected,
+            "content_type_id": HOST_CONTENT_TYPE_ID, "corosync_configuration": None,
+            "fqdn": h.fqdn, "id": h.id, "immutable_state": False,
+            "install_method": h.install_method, "label": h.fqdn, "last_contact": iso(h.last_contact),
+            "lnet_configuration": None, "locks": {"read": [], "write": []},
+            "member_of_active_filesystem": False, "needs_update": False, "nids": [],
+            "nodename": h.nodename, "pacemaker_configuration": None,
+            "properties": json.dumps(_properties(h.inventory)),
+            "resource_uri": self.uri(h.id), "roles": hosts.host_roles(h),
+            "server_profile": ServerProfileResource.render(h.server_profile),
+            "state": h.state, "state_modified_at": iso(h.state_modified_at),
+        }
+
+    def update(self, principal: Principal, obj_id: str, body: dict[str, Any]) -> tuple[int, None]:
+        self.check_fields(body)
+        host = self.get_object(principal, obj_id)
+        state = body.get("state")
+        if state is None:
+            raise ValidationError({"state": "PUTs to host must set the state attribute."})
+        if state == host.state:
+            return 204, None
+        if state != hosts.REMOVED:
+            raise ValidationError({"state": f"Cannot change state to {state!r}; available: "
+                                   f"{hosts.REMOVED}"})
+        hosts.remove_host(principal, host.id)
+        return 204, None
+
+    def delete(self, principal: Principal, obj_id: str) -> None:
+        hosts.remove_host(principal, self.get_object(principal, obj_id).id)
+
+
+class _RoleColumn:
+    """``role=storage`` matches hosts whose role list contains ``storage``."""
+
+    def __eq__(self, value: object) -> Any:  # type: ignore[override]
+        return Host.roles.contains(f",{value},")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _properties(inventory_json: str) -> dict[str, Any]:
+    try:
+        inventory = json.loads(inventory_json or "{}")
+    except ValueError:
+        return {}
+    keys = ("architecture", "kernel", "cpu_count", "memory_bytes")
+    return {k: inventory[k] for k in keys if k in inventory}

@@ -1,0 +1,273 @@
+"""/api/registration_token/ and onboarding over the agent protocol (Register, Connect)."""
+
+import asyncio
+import datetime
+import re
+import time
+
+import grpc
+import pytest
+
+from api.client import ShepherdError
+from manager.db.hosts import Action, RegistrationToken
+from protos import agent_pb2
+from tests.protocol_peer import Peer, register
+
+
+def error(call, *args, **kwargs):
+    with pytest.raises(ShepherdError) as err:
+        call(*args, **kwargs)
+    return err.value
+
+
+def test_token_defaults_and_register_command(admin, accounts_reset):
+    token = admin.post("/api/registration_token/", {"profile": "compute_node"})
+    assert re.fullmatch(r"[A-Za-z0-9]{16}", token["secret"])
+    assert token["credits"] == 1 and token["cancelled"] is False
+    assert token["profile"] == "/api/server_profile/compute_node/"
+    expiry = datetime.datetime.fromisoformat(token["expiry"])
+    assert 50 < (expiry - datetime.datetime.now(datetime.UTC)).total_seconds() <= 60
+    fingerprint = accounts_reset.manager.ctx.ca.fingerprint
+    assert token["register_command"].startswith("shepherd-agent register --manager https://")
+    assert token["register_command"].endswith(f"--token {token['secret']} --ca-sha256 {fingerprint}")
+    assert admin.get(token["resource_uri"]) == token
+
+
+@pytest.mark.parametrize("body,field", [
+    ({}, "profile"),
+    ({"profile": "no_such_profile"}, "profile"),
+    ({"profile": "compute_node", "credits": 0}, "credits"),
+    ({"profile": "compute_node", "credits": "many"}, "credits"),
+    ({"profile": "compute_node", "expiry": "2001-01-01T00:00:00+00:00"}, "expiry"),
+    ({"profile": "compute_node", "expiry": "tomorrow"}, "expiry"),
+    ({"profile": "compute_node", "colour": "red"}, "colour"),
+])
+def test_token_refusals(admin, body, field):
+    err = error(admin.post, "/api/registration_token/", body)
+    assert err.status == 400 and field in err.body
+
+
+def test_tokens_are_for_administrators(make_user):
+    user = make_user("reader", "filesystem_users")
+    assert error(user.post, "/api/registration_token/", {"profile": "compute_node"}).status == 403
+    assert error(user.get, "/api/registration_token/").status == 403
+    fs_admin = make_user("fsadmin", "filesystem_administrators")
+    fs_admin.post("/api/registration_token/", {"profile": "compute_node", "credits": 3})
+
+
+def test_patch_only_cancels_and_cancelled_tokens_vanish(admin):
+    token = admin.post("/api/registration_token/", {"profile": "compute_node"})
+    err = error(admin.request, "PATCH", token["resource_uri"], json_body={"credits": 5})
+    assert err.status == 400 and "credits" in err.body
+    admin.request("PATCH", token["resource_uri"], json_body={"cancelled": True})
+    assert error(admin.get, token["resource_uri"]).status == 404
+    assert admin.get("/api/registration_token/")["objects"] == []
+
+
+def test_list_hides_expired_and_spent_tokens(admin, accounts_reset):
+    live = admin.post("/api/registration_token/", {"profile": "compute_node"})
+    expired = admin.post("/api/registration_token/", {"profile": "compute_node"})
+    spent = admin.post("/api/registration_token/", {"profile": "compute_node"})
+    past = datetime.datetime(2000, 1, 1)
+    accounts_reset.db(lambda: RegistrationToken.update(expiry=past)
+                      .where(RegistrationToken.id == expired["id"]).execute())
+    accounts_reset.db(lambda: RegistrationToken.update(credits=0)
+                      .where(RegistrationToken.id == spent["id"]).execute())
+    assert [t["id"] for t in admin.get("/api/registration_token/")["objects"]] == [live["id"]]
+
+
+# --- the protocol ---------------------------------------------------------------------------
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def onboard(manager, admin, fqdn, profile="compute_node", credits=1):
+    token = admin.post("/api/registration_token/", {"profile": profile, "credits": credits})
+    return run(register(manager.registration_address, manager.ca_pem(), token["secret"], fqdn))
+
+
+def test_registration_creates_the_host(admin, accounts_reset):
+    identity = onboard(accounts_reset, admin, "stor1.example", "managed_storage_server")
+    host = admin.get(f"/api/host/{identity.host_id}/")
+    assert host["fqdn"] == "stor1.example" and host["nodename"] == "stor1"
+    assert host["state"] == "managed" and host["roles"] == ["storage"]
+    assert host["server_profile"]["name"] == "managed_storage_server"
+    assert host["connected"] is False and host["resource_uri"] == f"/api/host/{identity.host_id}/"
+    assert b"BEGIN CERTIFICATE" in identity.cert_pem
+
+
+@pytest.mark.parametrize("spoil,message", [
+    (None, "no credits left"),
+    ("expire", "expired"),
+    ("cancel", "cancelled"),
+    ("forge", "unknown"),
+])
+def test_refused_registrations_say_why(admin, accounts_reset, spoil, message):
+    token = admin.post("/api/registration_token/", {"profile": "compute_node"})
+    m = accounts_reset
+    run(register(m.registration_address, m.ca_pem(), token["secret"], "first.example"))
+    if spoil == "expire":
+        m.db(lambda: RegistrationToken.update(credits=5, expiry=datetime.datetime(2000, 1, 1)).execute())
+    elif spoil == "cancel":
+        m.db(lambda: RegistrationToken.update(credits=5, cancelled=True).execute())
+    secret = "A" * 16 if spoil == "forge" else token["secret"]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        run(register(m.registration_address, m.ca_pem(), secret, "second.example"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert message in err.value.details()
+
+
+def test_fqdn_in_use_and_bad_csr(admin, accounts_reset):
+    m = accounts_reset
+    token = admin.post("/api/registration_token/", {"profile": "compute_node", "credits": 5})
+    run(register(m.registration_address, m.ca_pem(), token["secret"], "dup.example"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        run(register(m.registration_address, m.ca_pem(), token["secret"], "dup.example"))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        run(register(m.registration_address, m.ca_pem(), token["secret"], "x.example",
+                     csr_pem=b"not a csr"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert admin.get(token["resource_uri"])["credits"] == 4  # refusals spend nothing
+
+
+def test_racing_for_the_last_credit_exactly_one_wins(admin, accounts_reset):
+    m = accounts_reset
+    token = admin.post("/api/registration_token/", {"profile": "compute_node", "credits": 1})
+
+    async def race():
+        attempts = [register(m.registration_address, m.ca_pem(), token["secret"], f"racer{i}.example")
+                    for i in range(8)]
+        return await asyncio.gather(*attempts, return_exceptions=True)
+
+    outcomes = run(race())
+    winners = [o for o in outcomes if not isinstance(o, Exception)]
+    losers = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(winners) == 1 and len(losers) == 7
+    assert {(o.code(), o.details()) for o in losers} == {
+        (grpc.StatusCode.PERMISSION_DENIED, "registration token has no credits left")}
+    assert admin.get("/api/host/")["meta"]["total_count"] == 1
+
+
+def test_connect_and_run_an_action(admin, accounts_reset):
+    m = accounts_reset
+    identity = onboard(m, admin, "node1.example")
+
+    async def scenario():
+        peer = Peer(m.agent_address, identity)
+        task = asyncio.create_task(peer.run())
+        await asyncio.wait_for(peer.welcome.wait(), 10)
+        outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.ping",
+                                                        {"x": 1}, timeout=10))
+        peer.close()
+        await task
+        return outcome, peer
+
+    outcome, peer = run(scenario())
+    assert outcome.ok and outcome.result == {"echo": {"x": 1}}
+    acks = [m.result_ack for m in peer.received if m.WhichOneof("body") == "result_ack"]
+    assert [list(a.action_ids) for a in acks] == [[outcome.action_id]]
+
+
+def test_action_queued_while_offline_is_delivered_on_connect(admin, accounts_reset):
+    m = accounts_reset
+    identity = onboard(m, admin, "late.example")
+
+    async def scenario():
+        action_id = await m.on_loop(m.dispatcher.submit(identity.host_id, "agent.ping", {}, 30))
+        peer = Peer(m.agent_address, identity)
+        task = asyncio.create_task(peer.run())
+        outcome = await m.on_loop(m.dispatcher.wait(action_id, 20))
+        peer.close()
+        await task
+        return outcome
+
+    assert run(scenario()).ok
+
+
+def test_no_client_certificate_is_refused(admin, accounts_reset):
+    m = accounts_reset
+    identity = onboard(m, admin, "nocert.example")
+    identity.key_pem = identity.cert_pem = None
+    peer = Peer(m.registration_address, identity)  # the server-TLS port cannot identify anyone
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        run(peer.run())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_removed_hosts_certificate_is_refused(admin, accounts_reset):
+    m = accounts_reset
+    identity = onboard(m, admin, "gone.example")
+    admin.delete(f"/api/host/{identity.host_id}/")
+    assert error(admin.get, f"/api/host/{identity.host_id}/").status == 404
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        run(Peer(m.agent_address, identity).run())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "revoked" in err.value.details()
+
+
+def test_a_host_cannot_answer_for_another(admin, accounts_reset):
+    m = accounts_reset
+    a = onboard(m, admin, "a.example")
+    b = onboard(m, admin, "b.example")
+
+    async def scenario():
+        b_action = await m.on_loop(m.dispatcher.submit(b.host_id, "agent.ping", {}, 30))
+        peer = Peer(m.agent_address, a)
+        task = asyncio.create_task(peer.run())
+        await asyncio.wait_for(peer.welcome.wait(), 10)
+        peer.send(action_result=agent_pb2.ActionResult(action_id=b_action, success=True,
+                                                       result_json='{"forged": true}'))
+        await asyncio.sleep(1.0)
+        peer.close()
+        await task
+        return b_action, peer
+
+    b_action, peer = run(scenario())
+    assert m.db(lambda: Action.get_by_id(b_action).state) == "queued"
+    assert not [x for x in peer.received if x.WhichOneof("body") == "result_ack"]
+
+
+def test_deadline_passes_with_a_clear_error(admin, accounts_reset):
+    m = accounts_reset
+    identity = onboard(m, admin, "slow.example")
+
+    async def scenario():
+        peer = Peer(m.agent_address, identity, handler=lambda request: None)
+        task = asyncio.create_task(peer.run())
+        await asyncio.wait_for(peer.welcome.wait(), 10)
+        outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.sleep", {}, 1.5))
+        await asyncio.sleep(0.5)
+        peer.close()
+        await task
+        return outcome, peer
+
+    outcome, peer = run(scenario())
+    assert not outcome.ok and "deadline passed" in outcome.error
+    assert any(x.WhichOneof("body") == "cancel" for x in peer.received)
+
+
+def test_contact_loss_raises_and_reconnect_clears_an_alert(admin, accounts_reset):
+    m = accounts_reset
+    identity = onboard(m, admin, "flaky.example")
+
+    async def connect_briefly():
+        peer = Peer(m.agent_address, identity)
+        task = asyncio.create_task(peer.run())
+        await asyncio.wait_for(peer.welcome.wait(), 10)
+        peer.close()
+        await task
+
+    run(connect_briefly())
+    deadline = time.monotonic() + 15
+    alerts = []
+    while time.monotonic() < deadline and not alerts:
+        alerts = admin.get("/api/alert/", alert_type="HostContactAlert", active="true")["objects"]
+        time.sleep(0.5)
+    assert alerts and alerts[0]["alert_item"] == f"/api/host/{identity.host_id}/"
+    assert alerts[0]["severity"] == "WARNING"
+    run(connect_briefly())
+    assert admin.get("/api/alert/", alert_type="HostContactAlert", active="true")["objects"] == []
+    ended = admin.get("/api/alert/", alert_type="HostContactAlert")["objects"]
+    assert ended[0]["active"] is None and ended[0]["end"] is not None
