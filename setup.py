@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "click==8.5.1",
     "rich==15.0.0",
     "requests==2.34.2",
+    "asyncssh==2.24.1",
 ]
 
 TEST_REQUIRES = [

@@ -50,6 +50,7 @@ class Host(BaseModel):
     registered_at = peewee.DateTimeField(default=utcnow)
     last_contact = peewee.DateTimeField(null=True)
     connected = peewee.BooleanField(default=False)
+    token = peewee.ForeignKeyField(RegistrationToken, null=True, on_delete="SET NULL")
 
 
 class Action(BaseModel):

@@ -127,7 +127,7 @@ def register(reg: Registration, sign: Signer) -> Host:
                 boot_time=_boot_time(reg.inventory), server_profile=profile,
                 state=profile.initial_state, roles="," + ",".join(roles) + ",",
                 agent_version=reg.version, inventory=json.dumps(reg.inventory),
-                cert_serial=str(serial), install_method="agent")
+                cert_serial=str(serial), install_method="agent", token=token)
     except peewee.IntegrityError:
         raise Conflict(f"FQDN in use: {reg.fqdn} is already registered") from None
     host.certificate_pem = cert_pem

@@ -15,6 +15,7 @@ from manager.http.iml.hosts import HostResource, ServerProfileResource
 from manager.http.iml.registration import RegistrationTokenResource
 from manager.http.iml.resource import Resource
 from manager.http.iml.session import SessionHandler
+from manager.http.iml.ssh_hosts import TestHostResource
 from manager.http.public import (
     AgentInfoHandler,
     CertificateHandler,
@@ -29,7 +30,7 @@ access_log = logging.getLogger("shepherd.access")
 def iml_resources(ctx: AppContext) -> list[Resource]:
     return [AlertResource(), GroupResource(), HostResource(),
             RegistrationTokenResource(ctx.public_url, lambda: ctx.ca.fingerprint),
-            ServerProfileResource(), UserResource()]
+            ServerProfileResource(), TestHostResource(), UserResource()]
 
 
 def make_app(ctx: AppContext) -> tornado.web.Application:

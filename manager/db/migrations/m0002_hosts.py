@@ -73,6 +73,7 @@ class Host(_Model):
     registered_at = peewee.DateTimeField()
     last_contact = peewee.DateTimeField(null=True)
     connected = peewee.BooleanField(default=False)
+    token = peewee.ForeignKeyField(RegistrationToken, null=True, on_delete="SET NULL")
 
 
 class Action(_Model):

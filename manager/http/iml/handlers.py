@@ -42,7 +42,10 @@ class ListHandler(ResourceHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        status, doc = await self.ctx.db.run(self.resource.create, self.principal, body)
+        if hasattr(self.resource, "acreate"):  # work that waits on the network, not the DB
+            status, doc = await self.resource.acreate(self.ctx, self.principal, body)
+        else:
+            status, doc = await self.ctx.db.run(self.resource.create, self.principal, body)
         if doc and "resource_uri" in doc:
             self.set_header("Location", doc["resource_uri"])
         self.write_json(doc, status)

@@ -12,6 +12,7 @@ from manager.domain import hosts
 from manager.domain.accounts import Principal
 from manager.domain.errors import NotFound, ValidationError
 from manager.http.iml.resource import Field, Resource, iso
+from manager.http.iml.ssh_hosts import SSH_FIELDS, add_over_ssh
 
 HOST_CONTENT_TYPE_ID = 6
 
@@ -102,8 +103,17 @@ class HostResource(Resource):
     filtering: ClassVar[dict[str, tuple[str, ...]]] = {
         "role": ("exact",), "id": ("exact",), "fqdn": ("exact", "startswith")}
     ordering = ("fqdn",)
-    list_methods = ("GET",)
+    list_methods = ("GET", "POST")
     detail_methods = ("GET", "PUT", "DELETE")
+
+    async def acreate(self, ctx: Any, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
+        """Add a host over SSH (``address`` + ``root_pw`` or ``private_key``)."""
+        allowed = set(SSH_FIELDS) - {"resource_uri"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ValidationError({name: "Unknown field." for name in unknown})
+        host_id = await add_over_ssh(ctx, principal, body)
+        return 201, await ctx.db.run(self.detail, principal, str(host_id))
 
     def base_query(self, principal: Principal | None) -> peewee.ModelSelect:
         return (Host.select(Host, ServerProfile).join(ServerProfile)
