@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+from typing import Self
 
 _numbers = itertools.count((os.getpid() % 50) * 4 + 10)
 
@@ -27,7 +28,7 @@ class NetnsHost:
         self.gateway = f"10.231.{n}.1"
         self.address = f"10.231.{n}.2"
 
-    def __enter__(self) -> NetnsHost:
+    def __enter__(self) -> Self:
         _ip("netns", "add", self.name)
         _ip("link", "add", self.outer, "type", "veth", "peer", "name", self.inner)
         _ip("link", "set", self.inner, "netns", self.name)
@@ -40,11 +41,11 @@ class NetnsHost:
 
     def __exit__(self, *exc: object) -> None:
         pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True,
-                              text=True).stdout.split()
+                              text=True, check=False).stdout.split()
         for pid in pids:
-            subprocess.run(["kill", "-9", pid], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.outer], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+            subprocess.run(["kill", "-9", pid], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.outer], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
 
     def cmd(self, *argv: str) -> list[str]:
         """``argv`` run inside the namespace."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from typing import Self
 
 from tests.netns import NetnsHost
 
@@ -17,7 +18,7 @@ class Sshd:
         self.client_key = os.path.join(workdir, "client_key")
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> Sshd:
+    def __enter__(self) -> Self:
         os.makedirs(self.dir, exist_ok=True)
         host_key = os.path.join(self.dir, "host_key")
         for key in (host_key, self.client_key):
