@@ -24,6 +24,8 @@ INSTALL_REQUIRES = [
     "rich==15.0.0",
     "requests==2.34.2",
     "asyncssh==2.24.1",
+    "pyroute2==0.9.7",
+    "jsonschema==4.26.0",
 ]
 
 TEST_REQUIRES = [

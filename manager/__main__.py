@@ -137,7 +137,7 @@ def _open(cfg: config_mod.Config):
 
     if not cfg.database_url:
         ensure_private_dir(cfg.state_dir)
-    database = dbbase.open_database(cfg.resolved_database_url, max_connections=2)
+    database = dbbase.open_database(cfg.resolved_database_url)
     dbbase.bind(database)
     return database
 

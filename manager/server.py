@@ -44,7 +44,7 @@ class Manager:
     async def start(self) -> None:
         cfg = self.config
         ensure_private_dir(cfg.state_dir)
-        database = dbbase.open_database(cfg.resolved_database_url, max_connections=cfg.db_threads + 2)
+        database = dbbase.open_database(cfg.resolved_database_url)
         dbbase.bind(database)
         db = DatabaseExecutor(database, cfg.db_threads)
         applied = await db.run(migrate, database)

@@ -1,7 +1,8 @@
 """The database binding: one proxy every model uses, bound at start from a URL.
 
 SQLite (embedded default) runs in WAL mode with ``synchronous=FULL`` so a committed write
-survives power loss; PostgreSQL uses a connection pool sized to the DB thread pool.
+survives power loss. Connections are per thread and kept open: the DB executor's threads
+each hold one, which is the pool (peewee's own pool pings the server on every checkout).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 database_proxy = peewee.DatabaseProxy()
 
@@ -35,7 +35,7 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
-def open_database(url: str, max_connections: int = 8) -> peewee.Database:
+def open_database(url: str) -> peewee.Database:
     """Make a pooled database from ``sqlite:///path`` or ``postgresql://user:pw@host:port/db``."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -45,20 +45,18 @@ def open_database(url: str, max_connections: int = 8) -> peewee.Database:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # BEGIN IMMEDIATE: a transaction that reads before it writes must not deadlock on the
         # lock upgrade (SQLite answers "database is locked" at once instead of waiting).
-        database = PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=max_connections,
-                                        stale_timeout=3600, timeout=30, check_same_thread=False,
-                                        lock_type="IMMEDIATE")
+        database = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30,
+                                         check_same_thread=False, lock_type="IMMEDIATE")
         register_sqlite_functions(database)
         return database
     if parsed.scheme in ("postgresql", "postgres"):
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         options.setdefault("connect_timeout", "3")
-        return PooledPostgresqlDatabase(
+        return peewee.PostgresqlDatabase(
             unquote(parsed.path.lstrip("/")) or "postgres",
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
-            host=parsed.hostname, port=parsed.port or 5432,
-            max_connections=max_connections, stale_timeout=600, timeout=10, **options)
+            host=parsed.hostname, port=parsed.port or 5432, **options)
     raise ValueError(f"unsupported database URL scheme {parsed.scheme!r} "
                      "(use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
 

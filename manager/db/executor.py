@@ -1,8 +1,8 @@
 """Runs database work on a small thread pool so the event loop never waits on a query.
 
-Every call borrows a pooled connection for its duration. A lost or unreachable database
-becomes ``DatabaseUnavailable`` (the HTTP layer answers 503) and the broken connection is
-dropped from the pool, so the manager recovers by itself when the database returns.
+Each thread keeps its own connection open between calls (opened on first use). A lost or
+unreachable database becomes ``DatabaseUnavailable`` (the HTTP layer answers 503) and the
+broken connection is dropped, so the manager recovers by itself when the database returns.
 """
 
 from __future__ import annotations
@@ -39,24 +39,24 @@ class DatabaseExecutor:
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Synchronous form of ``run`` for code already on a DB thread (or in tests)."""
         try:
-            with self.database.connection_context():
-                return fn(*args, **kwargs)
+            self.database.connect(reuse_if_open=True)
+            return fn(*args, **kwargs)
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if _is_lock_timeout(exc):
                 raise DatabaseUnavailable("database busy, try again") from exc
-            self._discard_connection()
+            self._drop_connection()
             log.warning("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
             raise DatabaseUnavailable("database unavailable") from exc
 
-    def _discard_connection(self) -> None:
-        # The connection is already broken: dropping it from the pool is all that matters.
+    def _drop_connection(self) -> None:
+        """Forget this thread's broken connection; the next call opens a new one."""
         with contextlib.suppress(peewee.PeeweeException):
-            if not self.database.is_closed():
-                self.database.manual_close()
+            self.database.close()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
-        self.database.close_all()
+        with contextlib.suppress(peewee.PeeweeException):
+            self.database.close()
 
 
 def _is_lock_timeout(exc: Exception) -> bool:

@@ -24,7 +24,7 @@ CASES = (("limit=20", 1), ("limit=20", 32), ("limit=0", 1), ("limit=0", 32))
 
 def seed(database_url: str, count: int) -> None:
     """Create ``count`` users (one shared password hash: hashing 10,000 would take minutes)."""
-    database = dbbase.open_database(database_url, max_connections=2)
+    database = dbbase.open_database(database_url)
     dbbase.bind(database)
     with database.connection_context():
         migrate(database)
@@ -42,7 +42,7 @@ def seed(database_url: str, count: int) -> None:
             for start in range(0, len(ids), 1000):
                 UserGroup.insert_many([{"user": i, "group": users_group.id}
                                        for i in ids[start:start + 1000]]).execute()
-    database.close_all()
+    database.close()
 
 
 def run(name: str, database_url: str, state_dir: str, seconds: int, users: int) -> None:
