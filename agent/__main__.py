@@ -20,6 +20,7 @@ import click
 
 from agent import __version__
 from agent.config import DEFAULT_STATE_DIR, ROLES, AgentConfig
+from agent.simulator.command import simulate
 from agent.state import StateDir, StateError
 
 if TYPE_CHECKING:
@@ -242,6 +243,8 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
+
+main.add_command(simulate)
 
 if __name__ == "__main__":
     main()

@@ -83,15 +83,18 @@ class Peer:
                                              self.identity.cert_pem)
         async with grpc.aio.secure_channel(self.address, creds) as channel:
             stream = agent_pb2_grpc.AgentServiceStub(channel).Connect(self._messages())
-            async for message in stream:
-                self.received.append(message)
-                kind = message.WhichOneof("body")
-                if kind == "welcome":
-                    self.welcome.set()
-                elif kind == "action_request":
-                    result = self.handler(message.action_request)
-                    if result is not None:
-                        self.send(action_result=result)
+            await self._receive(stream)
+
+    async def _receive(self, stream) -> None:
+        async for message in stream:
+            self.received.append(message)
+            kind = message.WhichOneof("body")
+            if kind == "welcome":
+                self.welcome.set()
+            elif kind == "action_request":
+                result = self.handler(message.action_request)
+                if result is not None:
+                    self.send(action_result=result)
 
     def close(self) -> None:
         self.outbox.put_nowait(None)

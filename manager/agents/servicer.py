@@ -83,7 +83,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 log.info("host %s disconnected", session.fqdn)
 
     async def _open(self, request_iterator, context: grpc.aio.ServicerContext) -> AgentSession:
-        """Identify the peer by its certificate, read its Hello, register the session."""
+        """Read the Hello, identify the peer by its certificate, register the session.
+
+        The Hello is read before any refusal so the agent's first write has landed: a
+        refusal racing that write reaches the agent as INTERNAL instead of its real status.
+        """
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
+        except (StopAsyncIteration, TimeoutError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
+        if first.WhichOneof("body") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
         serial = _peer_serial(context)
         if serial is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
@@ -95,16 +105,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                                     "certificate refused: unknown, revoked or its host was removed")
             except DatabaseUnavailable:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
-            try:
-                first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
-            except (StopAsyncIteration, TimeoutError):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
-            if first.WhichOneof("body") != "hello":
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
             hello = first.hello
             inventory = json_format.MessageToDict(hello.inventory, preserving_proto_field_name=True)
-            await self.db.run(hosts.record_hello, host.id, hello.version, inventory,
-                              _peer_address(context))
+            await self.db.run(hosts.record_hello, host.id, hello.version, inventory)
         session = AgentSession(host.id, host.fqdn, tuple(hosts.host_roles(host)))
         self.registry.attach(session)
         self.presence.connected(host.id)

@@ -169,8 +169,10 @@ def _spend_credit(secret: str) -> RegistrationToken:
 
 
 def _boot_time(inventory: dict[str, Any]) -> datetime.datetime | None:
-    value = inventory.get("boot_time")
-    if not isinstance(value, (int, float)) or value <= 0:
+    value = inventory.get("boot_time")  # protobuf's JSON form carries int64 as a string
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 2**33:
         return None
     return datetime.datetime.fromtimestamp(value, datetime.UTC).replace(tzinfo=None)
 
@@ -185,14 +187,12 @@ def identify(serial: str) -> Host:
     return host
 
 
-def record_hello(host_id: int, version: str, inventory: dict[str, Any], address: str) -> None:
+def record_hello(host_id: int, version: str, inventory: dict[str, Any]) -> None:
     changes: dict[str, Any] = {"agent_version": version, "connected": True,
                                "last_contact": utcnow()}
     if inventory:
         changes["inventory"] = json.dumps(inventory)
         changes["boot_time"] = _boot_time(inventory)
-    if address:
-        changes["address"] = address
     Host.update(changes).where(Host.id == host_id).execute()
     alerts.end_alert(CONTACT_ALERT, "host", host_id)
 

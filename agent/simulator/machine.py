@@ -1,0 +1,61 @@
+"""The simulated hardware behind a simulated agent: what its inventory reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from protos import agent_pb2
+
+
+class MemoryOutbox:
+    """The outbox of a simulated agent: the same contract as ``agent.state.Outbox``, kept in
+    memory (10,000 agents writing files per result would measure the disk, not the manager)."""
+
+    def __init__(self) -> None:
+        self._results: dict[str, agent_pb2.ActionResult] = {}
+
+    def ids(self) -> set[str]:
+        return set(self._results)
+
+    def put(self, result: agent_pb2.ActionResult) -> None:
+        self._results[result.action_id] = result
+
+    def get(self, action_id: str) -> agent_pb2.ActionResult | None:
+        return self._results.get(action_id)
+
+    def delete(self, action_id: str) -> None:
+        self._results.pop(action_id, None)
+
+    def all(self) -> list[agent_pb2.ActionResult]:
+        return [self._results[i] for i in sorted(self._results)]
+
+
+@dataclasses.dataclass
+class SimulatedMachine:
+    """One simulated node: a fixed hardware description numbered by ``index``."""
+
+    fqdn: str
+    index: int
+    cpu_count: int = 64
+    memory_bytes: int = 256 * 2**30
+    disks: int = 2
+    boot_time: int = dataclasses.field(default_factory=lambda: int(time.time()) - 3600)
+
+    def inventory(self) -> dict[str, Any]:
+        octets = f"{(self.index >> 8) & 0xFF}.{self.index & 0xFF}"
+        return {
+            "fqdn": self.fqdn, "nodename": self.fqdn.split(".")[0], "boot_time": self.boot_time,
+            "cpu_count": self.cpu_count, "memory_bytes": self.memory_bytes,
+            "architecture": "x86_64", "kernel": "simulated",
+            "block_devices": [{"name": f"sd{chr(97 + d)}", "size_bytes": 4 * 10**12,
+                               "serial": f"SIM{self.index:06d}{d}", "model": "Simulated Disk",
+                               "rotational": True} for d in range(self.disks)],
+            "interfaces": [{"name": "eth0", "mac_address": _mac(self.index),
+                            "addresses": [f"10.200.{octets}/16"], "up": True, "mtu": 9000}],
+        }
+
+
+def _mac(index: int) -> str:
+    return "02:5e:" + ":".join(f"{(index >> shift) & 0xFF:02x}" for shift in (24, 16, 8, 0))
