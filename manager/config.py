@@ -103,6 +103,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth_cache_ttl", float, 2.0,
             "Seconds a validated token is trusted without a database read (0 = never).", 0),
     Setting("max_body_bytes", int, 8 * 1024 * 1024, "Largest accepted request body.", 1024),
+    Setting("simulated_agents", int, 0,
+            "Start this many simulated agents beside the manager (a first look; 0 = none).",
+            0, 10_000),
     Setting("dev", _bool, False, "Development mode: 500 responses include the traceback."),
     Setting("log_level", str, "info", "debug, info, warning or error."),
 )

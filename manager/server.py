@@ -26,6 +26,7 @@ from manager.http.app import make_app
 from manager.http.auth import Authenticator
 from manager.http.context import AppContext
 from manager.pki import CertificateAuthority
+from manager.simulated_agents import SimulatedAgents
 
 log = logging.getLogger("shepherd.manager")
 
@@ -40,6 +41,7 @@ class Manager:
         self.port: int | None = None
         self.ctx: AppContext | None = None
         self.presence: Presence | None = None
+        self.simulated: SimulatedAgents | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -59,6 +61,9 @@ class Manager:
         await self._start_agent_server(db, ca, dispatcher, sessions)
         self._start_http(ca)
         dispatcher.start()
+        if cfg.simulated_agents:
+            self.simulated = SimulatedAgents(self.ctx, cfg.simulated_agents)
+            await self.simulated.start()
 
     async def _initial_admin(self, db: DatabaseExecutor) -> None:
         password = await db.run(accounts.create_initial_admin)
@@ -97,6 +102,8 @@ class Manager:
         return f"{scheme}://{host}:{self.port}"
 
     async def stop(self) -> None:
+        if self.simulated is not None:
+            await self.simulated.stop()
         if self.http_server is not None:
             self.http_server.stop()
             await self.http_server.close_all_connections()

@@ -72,10 +72,9 @@ class Transport(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, db: DatabaseExecutor, transport: Transport, batch_delay: float = 0.01) -> None:
+    def __init__(self, db: DatabaseExecutor, transport: Transport) -> None:
         self.db = db
         self.transport = transport
-        self.batch_delay = batch_delay
         self._waiters: dict[str, list[asyncio.Future]] = {}
         self._results: asyncio.Queue[tuple[int, IncomingResult, asyncio.Future]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
@@ -173,8 +172,9 @@ class Dispatcher:
 
     async def _write_results(self) -> None:
         while True:
+            # No batching delay: results that arrive while a batch is being written make up
+            # the next one, so batches grow exactly when the load does.
             batch = [await self._results.get()]
-            await asyncio.sleep(self.batch_delay)
             while not self._results.empty() and len(batch) < 2000:
                 batch.append(self._results.get_nowait())
             try:

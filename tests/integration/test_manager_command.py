@@ -156,3 +156,23 @@ def test_first_start_creates_admin_with_a_private_password_file(state_dir):
     stop(proc)
     with open(path) as f:
         assert f.read().strip() == password
+
+
+def test_simulated_agents_show_up_as_connected_hosts(state_dir):
+    proc, url = serve(state_dir, "--simulated-agents", "3")
+    try:
+        with open(os.path.join(state_dir, "initial-admin-password")) as f:
+            password = f.read().strip()
+        client = Client(url, verify=os.path.join(state_dir, "tls", "ca.crt"))
+        client.login("admin", password)
+        deadline = time.monotonic() + 30
+        hosts = []
+        while time.monotonic() < deadline:
+            hosts = [h for h in client.get("/api/host/")["objects"] if h["connected"]]
+            if len(hosts) == 3:
+                break
+            time.sleep(0.2)
+        assert sorted(h["fqdn"] for h in hosts) == [f"demo0000{i}.sim.shepherd" for i in range(3)]
+        assert {h["server_profile"]["name"] for h in hosts} == {"compute_node"}
+    finally:
+        stop(proc)
