@@ -151,7 +151,7 @@ def run(m: RunningManager, sims: Simulators, stages: list[int], args: argparse.N
     for i, target in enumerate(stages):
         rate = sims.add(token, target - held, f"s{i}n")
         held = target
-        wait_until(lambda: len(m.manager.ctx.sessions.sessions) >= held, timeout=120)
+        wait_until(lambda held=held: len(m.manager.ctx.sessions.sessions) >= held, timeout=120)
         host_ids = m.db(lambda: [h for (h,) in Host.select(Host.id).where(Host.state != "removed").tuples()])
         time.sleep(5)  # let the connect storm's tail settle
         cpu = cpu_percent(args.window)
