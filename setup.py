@@ -26,6 +26,7 @@ INSTALL_REQUIRES = [
     "asyncssh==2.24.1",
     "pyroute2==0.9.7",
     "jsonschema==4.26.0",
+    "prometheus-client==0.26.0",
 ]
 
 TEST_REQUIRES = [

@@ -15,6 +15,7 @@ are not lost, since the outbox is re-sent after the next Welcome.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -28,6 +29,7 @@ from protos import agent_pb2
 log = logging.getLogger(__name__)
 
 DEADLINE_PASSED = "deadline passed"
+REMEMBERED_ACKS = 10_000
 CANCELLED = "cancelled by the manager"
 
 Sender = Callable[[agent_pb2.AgentMessage], None]
@@ -47,6 +49,9 @@ class ActionRunner:
         self._cancellable: set[str] = set()
         self._cancel_reasons: dict[str, str] = {}
         self._send: Sender | None = None
+        # Acknowledged ids: an ack means the manager stored the result, so a later delivery
+        # of the id is stale (it can race the ack on reconnect) and must not run again.
+        self._acknowledged: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def attach(self, send: Sender) -> None:
         self._send = send
@@ -60,6 +65,10 @@ class ActionRunner:
     def submit(self, request: agent_pb2.ActionRequest) -> None:
         """Start ``request`` unless it is running (ignored) or finished (result re-sent)."""
         action_id = request.action_id
+        if action_id in self._acknowledged:
+            log.info("%s: action %s was already acknowledged; stale delivery ignored",
+                     self._label, action_id)
+            return
         if action_id in self._tasks:
             log.info("%s: action %s is already running; duplicate ignored", self._label, action_id)
             return
@@ -84,6 +93,10 @@ class ActionRunner:
     async def acknowledge(self, action_ids: Iterable[str]) -> None:
         """The manager committed these results: drop them from the outbox."""
         ids = list(action_ids)
+        for action_id in ids:
+            self._acknowledged[action_id] = None
+        while len(self._acknowledged) > REMEMBERED_ACKS:
+            self._acknowledged.popitem(last=False)
         await asyncio.to_thread(lambda: [self._outbox.delete(i) for i in ids])
 
     async def unacknowledged(self) -> list[agent_pb2.ActionResult]:

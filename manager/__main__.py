@@ -21,7 +21,8 @@ def setting_options(*names: str) -> Any:
         for s in reversed(chosen):
             flag = "--" + s.name.replace("_", "-")
             if isinstance(s.default, bool):
-                fn = click.option(flag, s.name, is_flag=True, default=None, help=s.help)(fn)
+                flag = f"{flag}/--no-{flag[2:]}"
+                fn = click.option(flag, s.name, default=None, help=s.help)(fn)
             else:
                 kind = {int: int, float: float}.get(s.type, str)
                 fn = click.option(flag, s.name, type=kind, default=None, help=s.help)(fn)
@@ -59,7 +60,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
       SHEPHERD_DATABASE_URL=postgresql://shepherd@db/shepherd shepherd-manager serve --port 443
     """
     cfg = load_config(config_file, **flags)
-    logs.configure(cfg.log_level)
+    logs.configure(cfg.log_level, cfg.log_format)
     asyncio.run(_serve(cfg))
 
 
@@ -129,6 +130,31 @@ def create_user(config_file: str | None, username: str, password: str | None,
     except ValidationError as exc:
         raise click.ClickException("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
     click.echo(f"created user {user.username} (id {user.id})")
+
+
+@main.command("check")
+@setting_options("state_dir", "database_url", "agent_port")
+def check_cmd(config_file: str | None, **flags: Any) -> None:
+    """Check what /readyz checks: the database answers, its schema is current, the agent
+    server listens on this machine. Exits 1 with the reasons when a check fails.
+
+    \b
+    Example:
+      shepherd-manager check --config /etc/shepherd/manager.toml && echo ready
+    """
+    from manager.ops import health
+
+    cfg = load_config(config_file, **flags)
+    database = _open(cfg)
+    try:
+        checks = health.database_checks(database)
+    finally:
+        database.close()
+    checks.append(health.port_check("agent_server", "127.0.0.1", cfg.agent_port))
+    for c in checks:
+        click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}{': ' + c.detail if c.detail else ''}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
 
 
 def _open(cfg: config_mod.Config):

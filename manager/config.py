@@ -33,6 +33,16 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {value!r}")
+        return text
+    parse.__name__ = "str"
+    return parse
+
+
 def _strict(kind: Callable[[Any], Any], value: Any) -> Any:
     """Refuse what int()/float() would silently bend: booleans, fractions, NaN, 1_000."""
     if kind in (int, float) and isinstance(value, bool):
@@ -107,7 +117,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Start this many simulated agents beside the manager (a first look; 0 = none).",
             0, 10_000),
     Setting("dev", _bool, False, "Development mode: 500 responses include the traceback."),
-    Setting("log_level", str, "info", "debug, info, warning or error."),
+    Setting("log_level", _one_of("debug", "info", "warning", "error"), "info",
+            "debug, info, warning or error."),
+    Setting("log_format", _one_of("text", "json"), "text",
+            "text (one line per event) or json (for journald/ELK)."),
+    Setting("audit", _bool, True, "Keep the audit log of changes, logins and actions."),
+    Setting("audit_retention_days", int, 180, "Days audit records are kept.", 1),
+    Setting("metrics", _bool, True, "Serve Prometheus metrics at /metrics (authenticated)."),
+    Setting("metrics_port", int, 0,
+            "Also serve /metrics anonymously over plain HTTP on this port (0 = no).", 0, 65535),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -154,7 +172,16 @@ def load(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = N
             raise ConfigError(f"unknown setting {key!r}")
         if raw is not None:
             values[key] = _BY_NAME[key].parse(raw, f"--{key.replace('_', '-')}")
+    _check_together(values)
     return Config(values)
+
+
+def _check_together(values: dict[str, Any]) -> None:
+    """Settings that constrain each other."""
+    if values["contact_timeout"] <= values["heartbeat_interval"]:
+        raise ConfigError(f"contact_timeout ({values['contact_timeout']} s) must exceed "
+                          f"heartbeat_interval ({values['heartbeat_interval']} s), or healthy "
+                          "agents would be cut off between heartbeats")
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -181,5 +208,8 @@ def markdown_table() -> str:
     for s in SETTINGS:
         default = "(empty)" if s.default == "" else str(s.default).lower() if isinstance(
             s.default, bool) else str(s.default)
-        rows.append(f"| `{s.env}` | `--{s.name.replace('_', '-')}` | `{default}` | {s.help} |")
+        flag = "--" + s.name.replace("_", "-")
+        if isinstance(s.default, bool):
+            flag = f"{flag}, --no-{flag[2:]}"
+        rows.append(f"| `{s.env}` | `{flag}` | `{default}` | {s.help} |")
     return "\n".join(rows)

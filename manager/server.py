@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 
+import prometheus_client
 import tornado.httpserver
 import tornado.netutil
 
@@ -25,6 +26,8 @@ from manager.files import ensure_private_dir, write_atomic
 from manager.http.app import make_app
 from manager.http.auth import Authenticator
 from manager.http.context import AppContext
+from manager.ops.housekeeping import Housekeeping
+from manager.ops.metrics import Metrics
 from manager.pki import CertificateAuthority
 from manager.simulated_agents import SimulatedAgents
 
@@ -42,13 +45,16 @@ class Manager:
         self.ctx: AppContext | None = None
         self.presence: Presence | None = None
         self.simulated: SimulatedAgents | None = None
+        self.housekeeping: Housekeeping | None = None
+        self.metrics_server = None
 
     async def start(self) -> None:
         cfg = self.config
         ensure_private_dir(cfg.state_dir)
         database = dbbase.open_database(cfg.resolved_database_url)
         dbbase.bind(database)
-        db = DatabaseExecutor(database, cfg.db_threads)
+        metrics = Metrics() if cfg.metrics else None
+        db = DatabaseExecutor(database, cfg.db_threads, metrics)
         applied = await db.run(migrate, database)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
@@ -56,14 +62,27 @@ class Manager:
         ca = CertificateAuthority(cfg.state_dir)
         ca.ensure_server_certificate(cfg.server_name_list() + ([cfg.public_host] if cfg.public_host else []))
         sessions = SessionRegistry()
-        dispatcher = Dispatcher(db, sessions)
-        self.ctx = AppContext(cfg, db, Authenticator(db, cfg.auth_cache_ttl), ca, dispatcher, sessions)
+        dispatcher = Dispatcher(db, sessions, metrics, cfg.audit)
+        self.ctx = AppContext(cfg, db, Authenticator(db, cfg.auth_cache_ttl), ca, dispatcher,
+                              sessions, metrics)
         await self._start_agent_server(db, ca, dispatcher, sessions)
         self._start_http(ca)
         dispatcher.start()
+        self._start_operability(db, metrics, sessions)
         if cfg.simulated_agents:
             self.simulated = SimulatedAgents(self.ctx, cfg.simulated_agents)
             await self.simulated.start()
+
+    def _start_operability(self, db: DatabaseExecutor, metrics: Metrics | None,
+                           sessions: SessionRegistry) -> None:
+        cfg = self.config
+        if metrics is not None:
+            metrics.watch_streams(sessions.count_by_role, lambda: len(sessions.sessions))
+            if cfg.metrics_port:
+                self.metrics_server, _ = prometheus_client.start_http_server(
+                    cfg.metrics_port, cfg.address, registry=metrics.registry)
+        self.housekeeping = Housekeeping(db, metrics, cfg.audit_retention_days if cfg.audit else None)
+        self.housekeeping.start()
 
     async def _initial_admin(self, db: DatabaseExecutor) -> None:
         password = await db.run(accounts.create_initial_admin)
@@ -75,7 +94,7 @@ class Manager:
     async def _start_agent_server(self, db: DatabaseExecutor, ca: CertificateAuthority,
                                   dispatcher: Dispatcher, sessions: SessionRegistry) -> None:
         cfg = self.config
-        self.presence = Presence(db, sessions, cfg.contact_timeout)
+        self.presence = Presence(db, sessions, cfg.contact_timeout, metrics=self.ctx.metrics)
         servicer = AgentServicer(db, ca, dispatcher, sessions, self.presence, cfg.heartbeat_interval)
         self.grpc_server, self.ctx.agent_port, self.ctx.registration_port = build_server(
             ca, servicer, cfg.address, cfg.agent_port, cfg.registration_port)
@@ -109,6 +128,10 @@ class Manager:
             await self.http_server.close_all_connections()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=1.0)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        if self.housekeeping is not None:
+            await self.housekeeping.stop()
         if self.ctx is not None:
             await self.ctx.dispatcher.stop()
             if self.presence is not None:

@@ -17,6 +17,7 @@ class RunningManager:
     def __init__(self, state_dir: str, database_url: str, **settings: Any) -> None:
         flags = {"state_dir": state_dir, "database_url": database_url, "port": 0,
                  "agent_port": 0, "registration_port": 0, "contact_timeout": 3,
+                 "heartbeat_interval": 1,
                  "address": "127.0.0.1", "auth_cache_ttl": 0, **settings}
         self.config = config_mod.load(flags=flags, environ={})
         self.manager = Manager(self.config)

@@ -15,14 +15,16 @@ from manager.agents.sessions import SessionRegistry
 from manager.db.base import utcnow
 from manager.db.executor import DatabaseExecutor
 from manager.domain import hosts
+from manager.ops.metrics import Metrics
 
 log = logging.getLogger("shepherd.presence")
 
 
 class Presence:
     def __init__(self, db: DatabaseExecutor, registry: SessionRegistry, contact_timeout: float,
-                 flush_interval: float | None = None) -> None:
+                 flush_interval: float | None = None, metrics: Metrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics
         self.registry = registry
         self.contact_timeout = contact_timeout
         self.flush_interval = flush_interval or min(5.0, contact_timeout / 3)
@@ -70,8 +72,12 @@ class Presence:
             await self.db.run(hosts.record_disconnected, gone)
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + self.flush_interval
             await asyncio.sleep(self.flush_interval)
+            if self.metrics is not None:
+                self.metrics.worker_ran("presence", due)
             self._close_silent()
             try:
                 await self.flush()

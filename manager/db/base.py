@@ -8,12 +8,17 @@ each hold one, which is the pool (peewee's own pool pings the server on every ch
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
 
 database_proxy = peewee.DatabaseProxy()
+
+# Peewee logs every statement with its parameters at DEBUG, and parameters carry secrets
+# (registration tokens, password hashes): SQL is never logged, whatever the log level.
+logging.getLogger("peewee").setLevel(logging.INFO)
 
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),

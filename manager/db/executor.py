@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,18 +28,32 @@ class DatabaseUnavailable(Exception):
 
 
 class DatabaseExecutor:
-    def __init__(self, database: peewee.Database, threads: int) -> None:
+    def __init__(self, database: peewee.Database, threads: int, metrics: Any = None) -> None:
         self.database = database
+        self.metrics = metrics
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="db")
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` in a DB thread with a connection; await its result."""
+        """Run ``fn(*args, **kwargs)`` in a DB thread with a connection; await its result.
+
+        The caller's context variables (the request id of log lines) go along."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(self.call, fn, *args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, self.call, fn, *args, **kwargs)
         return await loop.run_in_executor(self._pool, call)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Synchronous form of ``run`` for code already on a DB thread (or in tests)."""
+        if self.metrics is None:
+            return self._call(fn, *args, **kwargs)
+        self.metrics.db_in_flight.inc()
+        start = time.perf_counter()
+        try:
+            return self._call(fn, *args, **kwargs)
+        finally:
+            self.metrics.db_latency.observe(time.perf_counter() - start)
+            self.metrics.db_in_flight.dec()
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             self.database.connect(reuse_if_open=True)
             return fn(*args, **kwargs)

@@ -18,10 +18,13 @@ import logging
 import uuid
 from typing import Any, Protocol
 
+from manager.db.audit import AuditRecord
 from manager.db.base import utcnow
 from manager.db.executor import DatabaseExecutor
 from manager.db.hosts import Action, Host
 from manager.domain.errors import NotFound, ValidationError
+from manager.ops import audit
+from manager.ops.metrics import Metrics
 
 log = logging.getLogger("shepherd.dispatch")
 UNFINISHED = ("queued", "sent")
@@ -72,9 +75,12 @@ class Transport(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, db: DatabaseExecutor, transport: Transport) -> None:
+    def __init__(self, db: DatabaseExecutor, transport: Transport, metrics: Metrics | None = None,
+                 audit_enabled: bool = True) -> None:
         self.db = db
         self.transport = transport
+        self.metrics = metrics
+        self.audit_enabled = audit_enabled
         self._waiters: dict[str, list[asyncio.Future]] = {}
         self._results: asyncio.Queue[tuple[int, IncomingResult, asyncio.Future]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
@@ -107,7 +113,10 @@ class Dispatcher:
                  "deadline": deadline, "caused_by": caused_by, "created_at": utcnow(),
                  "state": "sent" if h in connected else "queued",
                  "sent_at": utcnow() if h in connected else None} for h in host_ids]
-        await self.db.run(_insert_actions, rows)
+        await self.db.run(_insert_actions, rows, self.audit_enabled)
+        if self.metrics is not None:
+            self.metrics.actions_dispatched.labels(self.metrics.action_label(name)).inc(len(rows))
+            self.metrics.actions_in_flight.inc(len(rows))
         deadline_ms = _epoch_ms(deadline)
         for row in rows:
             if row["host"] in connected:
@@ -158,10 +167,12 @@ class Dispatcher:
 
     async def cancel(self, action_id: str, reason: str = "cancelled") -> bool:
         """Fail an unfinished action and ask its agent to stop it."""
-        row = await self.db.run(_fail, action_id, reason)
+        row = await self.db.run(_fail, action_id, reason, self.audit_enabled)
         if row is None:
             return False
-        self.transport.cancel(row[0], action_id)
+        host_id, name, created_at = row
+        self._count_finished([(name, created_at, "failed")])
+        self.transport.cancel(host_id, action_id)
         self._resolve([action_id])
         return True
 
@@ -178,7 +189,8 @@ class Dispatcher:
             while not self._results.empty() and len(batch) < 2000:
                 batch.append(self._results.get_nowait())
             try:
-                verdicts = await self.db.run(_store_results, [(h, r) for h, r, _ in batch])
+                verdicts, finished = await self.db.run(_store_results, [(h, r) for h, r, _ in batch],
+                                                       self.audit_enabled)
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for _, _, future in batch:
                     if not future.done():
@@ -187,21 +199,38 @@ class Dispatcher:
             for (_, result, future), verdict in zip(batch, verdicts, strict=True):
                 if not future.done():
                     future.set_result(verdict)
+            self._count_finished(finished)
             self._resolve([r.action_id for (_, r, _), v in zip(batch, verdicts, strict=True)
                            if v == "stored"])
 
     async def _expire_loop(self, interval: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + interval
             await asyncio.sleep(interval)
+            if self.metrics is not None:
+                self.metrics.worker_ran("action_deadlines", due)
             try:
-                expired = await self.db.run(_expire_overdue)
-            except Exception:
+                expired = await self.db.run(_expire_overdue, self.audit_enabled)
+            except Exception:  # a database outage must not end the loop
                 log.warning("could not check action deadlines", exc_info=True)
                 continue
-            for action_id, host_id in expired:
-                log.info("action %s on host %s: deadline passed", action_id, host_id)
+            for action_id, host_id, _, _ in expired:
+                log.info("action %s on host %s: deadline passed", action_id, host_id,
+                         extra={"action_id": action_id, "host": host_id})
                 self.transport.cancel(host_id, action_id)
-            self._resolve([a for a, _ in expired])
+            self._count_finished([(n, c, "expired") for _, _, n, c in expired])
+            self._resolve([a for a, _, _, _ in expired])
+
+    def _count_finished(self, finished: list[tuple[str, datetime.datetime, str]]) -> None:
+        if self.metrics is None or not finished:
+            return
+        now = utcnow()
+        for name, created_at, outcome in finished:
+            label = self.metrics.action_label(name)
+            self.metrics.actions_completed.labels(label, outcome).inc()
+            self.metrics.action_duration.labels(label).observe((now - created_at).total_seconds())
+        self.metrics.actions_in_flight.dec(len(finished))
 
     def _resolve(self, action_ids: list[str]) -> None:
         for action_id in action_ids:
@@ -216,15 +245,18 @@ def _epoch_ms(when: datetime.datetime) -> int:
     return int(when.replace(tzinfo=datetime.UTC).timestamp() * 1000)
 
 
-def _insert_actions(rows: list[dict[str, Any]]) -> None:
+def _insert_actions(rows: list[dict[str, Any]], audit_enabled: bool) -> None:
     known = {h for (h,) in Host.select(Host.id).where(
         Host.id.in_({r["host"] for r in rows}), Host.state != "removed").tuples()}
     missing = {r["host"] for r in rows} - known
     if missing:
         raise NotFound(f"no such host: {', '.join(map(str, sorted(missing)))}")
+    audit_rows = audit.action_rows(rows) if audit_enabled else []
     with Action._meta.database.atomic():
         for start in range(0, len(rows), 500):
             Action.insert_many(rows[start:start + 500]).execute()
+            if audit_rows:
+                AuditRecord.insert_many(audit_rows[start:start + 500]).execute()
 
 
 def _pending(host_id: int) -> list[ActionSpec]:
@@ -247,11 +279,16 @@ def _outcome(action_id: str) -> ActionOutcome | None:
     return ActionOutcome(row.id, row.state, result, row.error, json.loads(row.console or "[]"))
 
 
-def _store_results(batch: list[tuple[int, IncomingResult]]) -> list[str]:
+def _store_results(batch: list[tuple[int, IncomingResult]], audit_enabled: bool
+                   ) -> tuple[list[str], list[tuple[str, datetime.datetime, str]]]:
+    """Verdicts per result, and (name, created_at, outcome) of the actions finished now."""
     ids = list({r.action_id for _, r in batch})
+    finished: list[tuple[str, datetime.datetime, str]] = []
+    outcomes: dict[str, list[str]] = {}
     with Action._meta.database.atomic():
-        owners = {i: (h, s) for i, h, s in Action.select(Action.id, Action.host, Action.state)
-                  .where(Action.id.in_(ids)).tuples()}
+        owners = {i: (h, s, n, c) for i, h, s, n, c in Action.select(
+            Action.id, Action.host, Action.state, Action.name, Action.created_at)
+            .where(Action.id.in_(ids)).tuples()}
         verdicts = []
         for host_id, r in batch:
             owner = owners.get(r.action_id)
@@ -262,40 +299,55 @@ def _store_results(batch: list[tuple[int, IncomingResult]]) -> list[str]:
             elif owner[1] not in UNFINISHED:
                 verdicts.append("duplicate")
             else:
-                verdicts.append(_store_one(r))
-                owners[r.action_id] = (host_id, "done")
-        return verdicts
+                state = _store_one(r)
+                verdicts.append("stored" if state else "duplicate")
+                if state:
+                    finished.append((owner[2], owner[3], state))
+                    outcomes.setdefault(state, []).append(r.action_id)
+                owners[r.action_id] = (host_id, "done", owner[2], owner[3])
+        if audit_enabled and outcomes:
+            audit.actions_finished(outcomes)
+    return verdicts, finished
 
 
-def _store_one(r: IncomingResult) -> str:
+def _store_one(r: IncomingResult) -> str | None:
+    """Store the first result of an action; its new state, or None if it was finished."""
     too_big = len(r.result_json) > MAX_RESULT_BYTES
     error = f"the result exceeds {MAX_RESULT_BYTES} bytes and was dropped" if too_big else r.error
-    changed = (Action.update(state="succeeded" if r.success and not too_big else "failed",
+    state = "succeeded" if r.success and not too_big else "failed"
+    changed = (Action.update(state=state,
                              result=None if too_big or not r.result_json else r.result_json,
                              error=error[:10000], console=json.dumps(r.console)[:MAX_RESULT_BYTES],
                              finished_at=utcnow())
                .where(Action.id == r.action_id, Action.state.in_(UNFINISHED)).execute())
-    return "stored" if changed else "duplicate"
+    return state if changed else None
 
 
-def _fail(action_id: str, reason: str) -> tuple[int] | None:
+def _fail(action_id: str, reason: str, audit_enabled: bool
+          ) -> tuple[int, str, datetime.datetime] | None:
     row = Action.get_or_none(Action.id == action_id)
     if row is None or row.state not in UNFINISHED:
         return None
-    changed = (Action.update(state="failed", error=reason, finished_at=utcnow())
-               .where(Action.id == action_id, Action.state.in_(UNFINISHED)).execute())
-    return (row.host_id,) if changed else None
+    with Action._meta.database.atomic():
+        changed = (Action.update(state="failed", error=reason, finished_at=utcnow())
+                   .where(Action.id == action_id, Action.state.in_(UNFINISHED)).execute())
+        if changed and audit_enabled:
+            audit.actions_finished({"failed": [action_id]})
+    return (row.host_id, row.name, row.created_at) if changed else None
 
 
-def _expire_overdue() -> list[tuple[str, int]]:
+def _expire_overdue(audit_enabled: bool) -> list[tuple[str, int, str, datetime.datetime]]:
     now = utcnow()
-    overdue = list(Action.select(Action.id, Action.host).where(
+    overdue = list(Action.select(Action.id, Action.host, Action.name, Action.created_at).where(
         Action.state.in_(UNFINISHED), Action.deadline < now).tuples())
     expired = []
-    for action_id, host_id in overdue:
-        changed = (Action.update(state="failed", finished_at=now,
-                                 error="deadline passed: no result from the agent in time")
-                   .where(Action.id == action_id, Action.state.in_(UNFINISHED)).execute())
-        if changed:
-            expired.append((action_id, host_id))
+    with Action._meta.database.atomic():
+        for action_id, host_id, name, created_at in overdue:
+            changed = (Action.update(state="failed", finished_at=now,
+                                     error="deadline passed: no result from the agent in time")
+                       .where(Action.id == action_id, Action.state.in_(UNFINISHED)).execute())
+            if changed:
+                expired.append((action_id, host_id, name, created_at))
+        if audit_enabled and expired:
+            audit.actions_finished({"expired": [e[0] for e in expired]})
     return expired

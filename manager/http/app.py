@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import tornado.web
@@ -10,6 +11,7 @@ from manager.http.base import BaseHandler, NotFoundHandler
 from manager.http.context import AppContext
 from manager.http.iml.accounts import GroupResource, UserResource
 from manager.http.iml.alerts import AlertResource
+from manager.http.iml.audit_log import AuditLogResource
 from manager.http.iml.handlers import routes as iml_routes
 from manager.http.iml.hosts import HostResource, ServerProfileResource
 from manager.http.iml.registration import RegistrationTokenResource
@@ -20,6 +22,8 @@ from manager.http.public import (
     AgentInfoHandler,
     CertificateHandler,
     HealthHandler,
+    MetricsHandler,
+    ReadinessHandler,
     VersionHandler,
 )
 from manager.http.token import TokenHandler
@@ -28,7 +32,12 @@ access_log = logging.getLogger("shepherd.access")
 
 
 def iml_resources(ctx: AppContext) -> list[Resource]:
-    return [AlertResource(), GroupResource(), HostResource(),
+    loop = asyncio.get_running_loop()
+
+    def host_removed(host_id: int) -> None:  # from a DB thread: the sessions live on the loop
+        loop.call_soon_threadsafe(ctx.sessions.disconnect, host_id)
+
+    return [AlertResource(), AuditLogResource(), GroupResource(), HostResource(host_removed),
             RegistrationTokenResource(ctx.public_url, lambda: ctx.ca.fingerprint),
             ServerProfileResource(), TestHostResource(), UserResource()]
 
@@ -39,6 +48,8 @@ def make_app(ctx: AppContext) -> tornado.web.Application:
         (r"/certificate/?", CertificateHandler, kw),
         (r"/healthz", HealthHandler, kw),
         (r"/version", VersionHandler, kw),
+        (r"/readyz", ReadinessHandler, kw),
+        (r"/metrics", MetricsHandler, kw),
         (r"/auth/token", TokenHandler, kw),
         (r"/api/session/?", SessionHandler, kw),
         (r"/agent/?", AgentInfoHandler, kw),

@@ -7,6 +7,7 @@ render with ``write_json``. Every error leaves through ``write_error``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -14,13 +15,16 @@ import re
 import traceback
 import uuid
 from typing import Any
+from urllib.parse import parse_qs
 
 import tornado.web
 
+from manager import logs
 from manager.domain.accounts import Principal
 from manager.domain.errors import AuthenticationFailed
 from manager.http import errors
 from manager.http.context import AppContext
+from manager.ops import audit
 
 log = logging.getLogger("shepherd.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -30,11 +34,14 @@ ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 class BaseHandler(tornado.web.RequestHandler):
     anonymous_methods: frozenset[str] = frozenset()
+    route = "other"  # the route template metrics are labelled with (never the raw path)
 
     def initialize(self, ctx: AppContext, **kwargs: Any) -> None:
         self.ctx = ctx
         self.principal: Principal | None = None
         self.csrf_token: str | None = None
+        self.audited = False  # set once the change and its audit row committed together
+        self.audit_username = ""  # who a failed login claimed to be
         self.family = errors.family_of(self.request.path)
         incoming = self.request.headers.get("X-Request-Id", "")
         self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
@@ -45,6 +52,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     async def prepare(self) -> None:
+        self._request_id_token = logs.request_id.set(self.request_id)
         self.set_header("X-Request-Id", self.request_id)
         if len(self.request.body) > self.ctx.config.max_body_bytes:
             raise errors.ApiError(413, f"Request body exceeds {self.ctx.config.max_body_bytes} bytes.")
@@ -86,6 +94,52 @@ class BaseHandler(tornado.web.RequestHandler):
         sent = self.request.headers.get("X-CSRFToken", "")
         if not expected or not sent or not hmac.compare_digest(sent, expected):
             raise errors.ApiError(401, "CSRF token missing or incorrect.")
+
+    # --- audit and metrics ---------------------------------------------------------------
+
+    def actor(self) -> audit.Actor:
+        p = self.principal
+        return audit.Actor(p.username if p else self.audit_username, p.user_id if p else None,
+                           p.via if p else "", self.request.remote_ip or "", self.request.method,
+                           self.request.path, self.request_id)
+
+    async def audited_write(self, kind: str, object_type: str, object_id: Any, body: Any,
+                            fn: Any, *args: Any) -> Any:
+        """Run a write on a DB thread; with auditing on, its audit row commits with it."""
+        if not self.ctx.config.audit:
+            return await self.ctx.db.run(fn, *args)
+        result = await self.ctx.db.run(audit.run_audited, self.actor(), kind, object_type,
+                                       object_id, body, fn, *args)
+        self.audited = True
+        return result
+
+    def on_finish(self) -> None:
+        status = self.get_status()
+        if self.ctx.metrics is not None:
+            route, method = self.route_label(), self.request.method
+            self.ctx.metrics.http_requests.labels(self.family, route, method, str(status)).inc()
+            self.ctx.metrics.http_latency.labels(self.family, route, method).observe(
+                self.request.request_time())
+        if self.ctx.config.audit and self.request.method in UNSAFE_METHODS and not self.audited:
+            self._audit_refusal(status)
+        if hasattr(self, "_request_id_token"):
+            logs.request_id.reset(self._request_id_token)
+
+    def route_label(self) -> str:
+        return self.route
+
+    def audit_object(self) -> tuple[str, str]:
+        """The (type, id) a refused write aimed at, for its audit row."""
+        return "", ""
+
+    def _audit_refusal(self, status: int) -> None:
+        kind = "login" if self.route in ("/auth/token", "/api/session/") else "request"
+        object_type, object_id = self.audit_object()
+        body = _parse_quietly(self.request.body)
+        task = self.ctx.db.run(audit.record, self.actor(), kind, object_type, object_id, body,
+                               status, "refused" if status >= 400 else "ok")
+        future = asyncio.ensure_future(task)
+        future.add_done_callback(_log_audit_failure)
 
     def require_superuser(self) -> Principal:
         if self.principal is None or not self.principal.is_superuser:
@@ -161,9 +215,29 @@ class BaseHandler(tornado.web.RequestHandler):
                   self.request.path, exc_info=(typ, value, tb))
 
 
+def _parse_quietly(body: bytes) -> Any:
+    """The request body for an audit summary: JSON if it is, else a form, else its size."""
+    try:
+        return json.loads(body) if body else {}
+    except ValueError:
+        pass
+    try:
+        return {k: v[-1] for k, v in parse_qs(body.decode()).items()}
+    except UnicodeDecodeError:
+        return {"body_bytes": len(body)}
+
+
+def _log_audit_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not write an audit record: %s", future.exception())
+
+
 class NotFoundHandler(BaseHandler):
     """Answers every unmatched path with a 404 in the family's shape."""
 
+    route = "unmatched"
+
     async def prepare(self) -> None:
+        self._request_id_token = logs.request_id.set(self.request_id)
         self.set_header("X-Request-Id", self.request_id)
         raise errors.ApiError(404, f"No such resource: {self.request.path}")

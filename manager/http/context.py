@@ -11,6 +11,7 @@ from manager.config import Config
 from manager.db.executor import DatabaseExecutor
 from manager.engine.dispatch import Dispatcher
 from manager.http.auth import Authenticator
+from manager.ops.metrics import Metrics
 from manager.pki import CertificateAuthority
 
 
@@ -22,6 +23,7 @@ class AppContext:
     ca: CertificateAuthority
     dispatcher: Dispatcher
     sessions: SessionRegistry
+    metrics: Metrics | None = None
     http_port: int = 0
     agent_port: int = 0
     registration_port: int = 0

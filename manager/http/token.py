@@ -16,9 +16,11 @@ from manager.http.base import BaseHandler
 
 class TokenHandler(BaseHandler):
     anonymous_methods = frozenset({"POST"})
+    route = "/auth/token"
 
     async def post(self) -> None:
         form = self._form()
+        self.audit_username = str(form.get("username", ""))[:150]
         if form.get("grant_type") != "password":
             return self._oauth_error(400, "unsupported_grant_type",
                                      "Only grant_type=password is supported.")
@@ -28,15 +30,17 @@ class TokenHandler(BaseHandler):
             user = await self.ctx.db.run(accounts.authenticate, form["username"], form["password"])
         except AuthenticationFailed:
             return self._oauth_error(400, "invalid_grant", "Invalid username or password.")
-        token, ttl = await self.ctx.db.run(accounts.issue_token, user, self.ctx.config.token_ttl,
-                                           self.request.remote_ip or "")
+        token, ttl = await self.audited_write("login", "token", None, {"username": user.username},
+                                              accounts.issue_token, user,
+                                              self.ctx.config.token_ttl, self.request.remote_ip or "")
         self.write_json({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
 
     async def delete(self) -> None:
         token = self.bearer_token()
         if token is None or self.principal is None or self.principal.via != "token":
             return self._oauth_error(400, "invalid_request", "Send the token to revoke as a bearer token.")
-        await self.ctx.db.run(accounts.revoke_token, token)
+        await self.audited_write("request", "token", self.principal.credential_id, {},
+                                 accounts.revoke_token, token)
         self.set_status(204)
         self.finish()
 

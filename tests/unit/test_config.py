@@ -201,3 +201,9 @@ def test_file_values_int_and_float_would_bend_are_refused(tmp_path, text):
 def test_unknown_flag_is_a_config_error():
     with pytest.raises(ConfigError, match="no_such"):
         load(flags={"no_such": 1}, environ={})
+
+
+def test_contact_timeout_must_exceed_the_heartbeat_interval():
+    with pytest.raises(ConfigError, match="contact_timeout"):
+        load(flags={"heartbeat_interval": 30, "contact_timeout": 30}, environ={})
+    assert load(flags={"heartbeat_interval": 1, "contact_timeout": 3}, environ={}).contact_timeout == 3

@@ -23,6 +23,12 @@ class ResourceHandler(BaseHandler):
     def allowed_methods(self) -> list[str]:
         return list(getattr(self.resource, self.methods_attr))
 
+    def route_label(self) -> str:
+        return self.resource.list_uri()
+
+    def audit_object(self) -> tuple[str, str]:
+        return self.resource.name, self.path_args[0] if self.path_args else ""
+
     async def prepare(self) -> None:
         await super().prepare()
         if self.request.method not in self.allowed_methods():
@@ -45,7 +51,8 @@ class ListHandler(ResourceHandler):
         if hasattr(self.resource, "acreate"):  # work that waits on the network, not the DB
             status, doc = await self.resource.acreate(self.ctx, self.principal, body)
         else:
-            status, doc = await self.ctx.db.run(self.resource.create, self.principal, body)
+            status, doc = await self.audited_write("request", self.resource.name, None, body,
+                                                   self.resource.create, self.principal, body)
         if doc and "resource_uri" in doc:
             self.set_header("Location", doc["resource_uri"])
         self.write_json(doc, status)
@@ -69,12 +76,16 @@ class ListHandler(ResourceHandler):
 class DetailHandler(ResourceHandler):
     methods_attr = "detail_methods"
 
+    def route_label(self) -> str:
+        return self.resource.list_uri() + "{id}/"
+
     async def get(self, obj_id: str) -> None:
         self.write_json(await self.ctx.db.run(self.resource.detail, self.principal, obj_id))
 
     async def put(self, obj_id: str) -> None:
         body = self.json_body()
-        status, doc = await self.ctx.db.run(self.resource.update, self.principal, obj_id, body)
+        status, doc = await self.audited_write("request", self.resource.name, obj_id, body,
+                                               self.resource.update, self.principal, obj_id, body)
         if doc is None:
             self.set_status(status)
             self.finish()
@@ -84,13 +95,17 @@ class DetailHandler(ResourceHandler):
     patch = put
 
     async def delete(self, obj_id: str) -> None:
-        await self.ctx.db.run(self.resource.delete, self.principal, obj_id)
+        await self.audited_write("request", self.resource.name, obj_id, {},
+                                 self.resource.delete, self.principal, obj_id)
         self.set_status(204)
         self.finish()
 
 
 class SchemaHandler(ResourceHandler):
     methods_attr = "list_methods"
+
+    def route_label(self) -> str:
+        return self.resource.list_uri() + "schema/"
 
     def allowed_methods(self) -> list[str]:
         return ["GET"]
@@ -101,6 +116,8 @@ class SchemaHandler(ResourceHandler):
 
 class IndexHandler(BaseHandler):
     """``GET /api/``: every resource with its list endpoint and schema link."""
+
+    route = "/api/"
 
     def initialize(self, ctx: Any, resources: list[Resource]) -> None:  # type: ignore[override]
         super().initialize(ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import peewee
@@ -106,6 +107,9 @@ class HostResource(Resource):
     list_methods = ("GET", "POST")
     detail_methods = ("GET", "PUT", "DELETE")
 
+    def __init__(self, on_removed: Callable[[int], None]) -> None:
+        self.on_removed = on_removed  # ends the host's live stream (called on a DB thread)
+
     async def acreate(self, ctx: Any, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         """Add a host over SSH (``address`` + ``root_pw`` or ``private_key``)."""
         allowed = set(SSH_FIELDS) - {"resource_uri"}
@@ -155,11 +159,15 @@ class HostResource(Resource):
         if state != hosts.REMOVED:
             raise ValidationError({"state": f"Cannot change state to {state!r}; available: "
                                    f"{hosts.REMOVED}"})
-        hosts.remove_host(principal, host.id)
+        self._remove(principal, host.id)
         return 204, None
 
     def delete(self, principal: Principal, obj_id: str) -> None:
-        hosts.remove_host(principal, self.get_object(principal, obj_id).id)
+        self._remove(principal, self.get_object(principal, obj_id).id)
+
+    def _remove(self, principal: Principal, host_id: int) -> None:
+        hosts.remove_host(principal, host_id)
+        self.on_removed(host_id)
 
 
 class _RoleColumn:

@@ -18,6 +18,7 @@ from manager.http.iml.accounts import UserResource
 
 class SessionHandler(BaseHandler):
     anonymous_methods = frozenset({"GET", "POST", "DELETE"})
+    route = "/api/session/"
 
     async def get(self) -> None:
         if not self.get_cookie("csrftoken"):
@@ -30,6 +31,7 @@ class SessionHandler(BaseHandler):
         if self.principal is None:  # a logged-in session was already CSRF-checked in prepare
             self.check_csrf(self.get_cookie("csrftoken"))
         body = self.json_body()
+        self.audit_username = str(body.get("username") or "")[:150]
         missing = {f: "This field is required." for f in ("username", "password") if not body.get(f)}
         if missing:
             raise ApiError(400, missing)
@@ -41,7 +43,9 @@ class SessionHandler(BaseHandler):
         old_key = self.get_cookie("sessionid")
         if old_key:
             await self.ctx.db.run(accounts.end_session, old_key)
-        key = await self.ctx.db.run(accounts.start_session, user, csrf, self.ctx.config.session_ttl)
+        key = await self.audited_write("login", "session", None, {"username": user.username},
+                                       accounts.start_session, user, csrf,
+                                       self.ctx.config.session_ttl)
         self._set_cookie("sessionid", key)
         self._set_cookie("csrftoken", csrf, httponly=False)
         self.principal = (await self.ctx.authenticator.from_session(key))[0]

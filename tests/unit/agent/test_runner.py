@@ -60,6 +60,20 @@ def test_acknowledged_results_leave_the_outbox(tmp_path):
     assert asyncio.run(scenario()).ids() == {"a2"}
 
 
+def test_a_delivery_after_the_ack_is_stale_and_does_not_run_again(tmp_path):
+    """On reconnect the manager's redelivery can race its own ack of the re-sent result."""
+    async def scenario():
+        runner, sent, _ = make_runner(tmp_path)
+        runner.submit(make_request("a1"))
+        await settle(runner)
+        await runner.acknowledge(["a1"])
+        runner.submit(make_request("a1"))
+        assert runner.running_ids() == []
+        await settle(runner)
+        return sent
+    assert [r.action_id for r in results(asyncio.run(scenario()))] == ["a1"]
+
+
 def test_cancel_stops_the_action_with_a_failed_result(tmp_path):
     async def scenario():
         runner, sent, _ = make_runner(tmp_path)

@@ -1,0 +1,86 @@
+"""Writing the audit log (on a database thread).
+
+A change and its audit row commit together (``run_audited``); a refused request leaves a row
+of its own with the status it got. Request bodies are stored with their secrets masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from collections.abc import Callable
+from typing import Any
+
+from manager.db.audit import AuditRecord
+from manager.db.base import utcnow
+from manager.ops.redaction import redact
+
+MAX_SUMMARY = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who made a request and from where."""
+
+    username: str
+    user_id: int | None
+    credential: str
+    address: str
+    method: str
+    path: str
+    request_id: str
+
+
+def summary(body: Any) -> str:
+    text = json.dumps(redact(body), default=str, sort_keys=True)
+    return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 3] + "..."
+
+
+def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
+           status: int | None, outcome: str = "") -> None:
+    AuditRecord.create(kind=kind, username=actor.username[:150], user_id=actor.user_id,
+                       credential=actor.credential, address=actor.address[:64],
+                       method=actor.method, path=actor.path[:512], object_type=object_type,
+                       object_id="" if object_id is None else str(object_id)[:64],
+                       summary=summary(body), status=status, outcome=outcome,
+                       request_id=actor.request_id)
+
+
+def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
+                fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a write and its audit row in one transaction. ``fn`` returns ``(status, doc)``
+    (resource writes) or anything else (then the status is 200, or 204 for None)."""
+    with AuditRecord._meta.database.atomic():
+        result = fn(*args)
+        status, doc = result if _is_status_pair(result) else (204 if result is None else 200, None)
+        if object_id is None and isinstance(doc, dict):
+            object_id = doc.get("id")
+        record(actor, kind, object_type, object_id, body, status, "ok")
+    return result
+
+
+def _is_status_pair(result: Any) -> bool:
+    return isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], int)
+
+
+def action_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit rows for newly dispatched actions (inserted with them)."""
+    return [{"at": row["created_at"], "kind": "action", "username": row["caused_by"][:150],
+             "object_type": "host", "object_id": str(row["host"]), "action_id": row["id"],
+             "summary": summary({"action": row["name"], "args": json.loads(row["args"])}),
+             "outcome": "queued"} for row in rows]
+
+
+def actions_finished(outcomes: dict[str, list[str]]) -> None:
+    """Record how dispatched actions ended (``{"succeeded": [ids], "failed": [ids]}``)."""
+    for outcome, ids in outcomes.items():
+        for start in range(0, len(ids), 1000):
+            (AuditRecord.update(outcome=outcome)
+             .where(AuditRecord.action_id.in_(ids[start:start + 1000])).execute())
+
+
+def prune(retention_days: int) -> int:
+    """Delete records older than the retention period; returns how many."""
+    cutoff = utcnow() - datetime.timedelta(days=retention_days)
+    return AuditRecord.delete().where(AuditRecord.at < cutoff).execute()
