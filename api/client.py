@@ -3,12 +3,14 @@
 It keeps one connection pool (``requests.Session``), verifies the manager's certificate
 against a pinned CA file (or not at all when told ``verify=False``), retries idempotent
 calls on connection errors, and raises ``ShepherdError`` carrying the server's own message
-whatever the API family's error shape.
+whatever the API family's error shape. No ``requests`` exception leaves this module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,8 +18,12 @@ from typing import Any
 
 import requests
 import urllib3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()]+)")
+_SSL = re.compile(r"\[SSL(?:: [A-Z_]+)?\] ([^(]+?)\s*(?:\(_ssl|$)")
 
 
 class ShepherdError(Exception):
@@ -42,9 +48,14 @@ def error_message(body: Any, fallback: str) -> str:
         if "error_message" in body:
             return str(body["error_message"])
         if body:  # IML {field: message}
-            parts = [f"{v}" if k == "__all__" else f"{k}: {v}" for k, v in body.items()]
+            parts = [_text(v) if k == "__all__" else f"{k}: {_text(v)}" for k, v in body.items()]
             return "; ".join(parts)
     return fallback
+
+
+def ca_fingerprint(pem: bytes) -> str:
+    """SHA-256 of a PEM certificate's DER form, lowercase hex: the manager's ``ca_sha256``."""
+    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
 
 
 class Client:
@@ -68,26 +79,36 @@ class Client:
         hdrs = dict(headers or {})
         if self.token and "Authorization" not in hdrs:
             hdrs["Authorization"] = f"Bearer {self.token}"
-        attempts = self.retries if method.upper() in IDEMPOTENT else 1
-        for attempt in range(attempts):
-            try:
-                response = self.session.request(method, url, json=json_body, params=params,
-                                                data=data, headers=hdrs, verify=self.verify,
-                                                timeout=self.timeout)
-                break
-            except requests.exceptions.SSLError as exc:
-                raise ShepherdError(f"TLS verification of {self.url} failed: {exc}") from None
-            except requests.exceptions.ConnectionError:
-                if attempt + 1 == attempts:
-                    raise ShepherdError(f"cannot connect to {self.url}") from None
-                time.sleep(0.2 * 2**attempt)
-            except requests.exceptions.Timeout:
-                raise ShepherdError(f"{self.url} did not answer within {self.timeout:g} s") from None
+        response = self._send(method, url, json=json_body, params=params, data=data, headers=hdrs)
         if response.status_code >= 400:
             body = _json_or_none(response)
             fallback = f"HTTP {response.status_code} {response.reason}"
             raise ShepherdError(error_message(body, fallback), response.status_code, body)
         return response
+
+    def _send(self, method: str, url: str, verify: bool | str | None = None,
+              **kwargs: Any) -> requests.Response:
+        """One request, retried on connection errors when ``method`` is idempotent."""
+        verify = self.verify if verify is None else verify
+        attempts = max(self.retries, 1) if method.upper() in IDEMPOTENT else 1
+        for attempt in range(attempts):
+            try:
+                with _quiet(verify is False):
+                    return self.session.request(method, url, verify=verify,
+                                                timeout=self.timeout, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                raise ShepherdError(f"TLS verification of {self.url} failed: {_reason(exc)}") from None
+            except requests.exceptions.ConnectionError as exc:
+                if attempt + 1 == attempts:
+                    raise ShepherdError(f"cannot connect to {self.url}: {_reason(exc)}") from None
+                time.sleep(0.2 * 2**attempt)
+            except requests.exceptions.Timeout:
+                raise ShepherdError(f"{self.url} did not answer within {self.timeout:g} s") from None
+            except requests.exceptions.RequestException as exc:
+                raise ShepherdError(f"cannot send {method} {url}: {exc}") from None
+            except OSError as exc:  # e.g. a CA file that does not exist
+                raise ShepherdError(f"cannot reach {self.url}: {exc}") from None
+        raise AssertionError("unreachable")
 
     def get(self, path: str, **params: Any) -> Any:
         return _json_or_none(self.request("GET", path, params=params or None))
@@ -98,6 +119,9 @@ class Client:
     def put(self, path: str, body: Any) -> Any:
         return _json_or_none(self.request("PUT", path, json_body=body))
 
+    def patch(self, path: str, body: Any) -> Any:
+        return _json_or_none(self.request("PATCH", path, json_body=body))
+
     def delete(self, path: str) -> Any:
         return _json_or_none(self.request("DELETE", path))
 
@@ -106,9 +130,11 @@ class Client:
         offset = 0
         while True:
             page = self.get(path, limit=page_size, offset=offset, **params)
+            if not isinstance(page, dict) or not isinstance(page.get("objects"), list):
+                raise ShepherdError(f"{self.url}{path} did not answer with an API list")
             yield from page["objects"]
             offset += len(page["objects"])
-            if not page["objects"] or page["meta"]["next"] is None:
+            if not page["objects"] or page.get("meta", {}).get("next") is None:
                 return
 
     # --- authentication ----------------------------------------------------------------
@@ -117,7 +143,9 @@ class Client:
         """Get a bearer token (``POST /auth/token``) and use it from now on."""
         response = self.request("POST", "/auth/token", data={
             "grant_type": "password", "username": username, "password": password})
-        doc = response.json()
+        doc = _json_or_none(response)
+        if not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
+            raise ShepherdError(f"{self.url}/auth/token did not answer with a token")
         self.token = doc["access_token"]
         return doc
 
@@ -129,9 +157,7 @@ class Client:
 
     def fetch_ca(self) -> bytes:
         """The manager's CA certificate (fetch unverified, then pin it by fingerprint)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-            response = self.session.get(self.url + "/certificate/", verify=False, timeout=self.timeout)
+        response = self._send("GET", self.url + "/certificate/", verify=False)
         if response.status_code != 200:
             raise ShepherdError(f"cannot fetch the CA: HTTP {response.status_code}", response.status_code)
         return response.content
@@ -142,5 +168,32 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
     try:
         return response.json()
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+def _reason(exc: Exception) -> str:
+    """The useful end of a ``requests`` error: "Connection refused", "certificate verify failed: …"."""
+    text = str(exc)
+    for pattern in (_SSL, _ERRNO):
+        found = pattern.search(text)
+        if found:
+            return found.group(1).strip().rstrip(".")
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the connection was closed"
+    return type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet(insecure: bool) -> Iterator[None]:
+    """Silence urllib3's per-request warning when verification was turned off on purpose."""
+    with warnings.catch_warnings():
+        if insecure:
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        yield

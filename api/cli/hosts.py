@@ -1,0 +1,147 @@
+"""``shepherd host list|show|remove`` over ``/api/host/``.
+
+Hosts are named by FQDN on the command line (a numeric id works too). Removing a host
+revokes its agent's certificate: the agent can no longer connect until it registers again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from api.cli.credentials import pass_client
+from api.cli.output import Column, emit, emit_one, field, output_options
+from api.client import Client, ShepherdError
+
+LIST = "/api/host/"
+_CONNECTED = {"yes": "green", "no": "red"}
+
+
+def _profile(host: dict) -> str:
+    return (host.get("server_profile") or {}).get("name", "")
+
+
+def _property(name: str) -> object:
+    def value(host: dict) -> object:
+        try:
+            return json.loads(host.get("properties") or "{}").get(name)
+        except (ValueError, AttributeError):
+            return None
+    return value
+
+
+def _gib(value: object) -> str | None:
+    """Bytes as GiB; agents report int64s as JSON strings (protobuf's JSON mapping)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return f"{value / 2**30:.1f} GiB" if isinstance(value, int) else None
+
+
+COLUMNS = [
+    Column("FQDN", field("fqdn")),
+    Column("PROFILE", _profile, shrink=True),
+    Column("ROLES", field("roles"), shrink=True),
+    Column("STATE", field("state")),
+    Column("CONNECTED", field("connected"), styles=_CONNECTED),
+    Column("LAST CONTACT", field("last_contact"), when=True, empty="never"),
+    Column("ID", field("id"), wide=True),
+    Column("ADDRESS", field("address"), wide=True),
+    Column("AGENT", field("agent_version"), wide=True),
+    Column("BOOTED", field("boot_time"), wide=True, when=True),
+]
+
+DETAILS = [
+    Column("ID", field("id")),
+    Column("FQDN", field("fqdn")),
+    Column("Node name", field("nodename")),
+    Column("Profile", _profile),
+    Column("Roles", field("roles")),
+    Column("State", field("state")),
+    Column("Connected", field("connected"), styles=_CONNECTED),
+    Column("Last contact", field("last_contact"), when=True, empty="never"),
+    Column("Address", field("address")),
+    Column("Agent version", field("agent_version")),
+    Column("Booted", field("boot_time"), when=True),
+    Column("Architecture", _property("architecture")),
+    Column("Kernel", _property("kernel")),
+    Column("CPUs", _property("cpu_count")),
+    Column("Memory", lambda host: _gib(_property("memory_bytes")(host))),
+    Column("Install method", field("install_method"), wide=True),
+    Column("State changed", field("state_modified_at"), wide=True, when=True),
+    Column("URI", field("resource_uri"), wide=True),
+]
+
+
+@click.group()
+def host() -> None:
+    """The machines whose agents have registered with the manager.
+
+    \b
+    Example:
+      $ shepherd host list
+      $ shepherd host show node001.cluster
+    """
+
+
+@host.command("list")
+@click.option("--role", help="Only hosts with this agent role (storage, bmc, image-builder, compute).")
+@output_options
+@pass_client
+def host_list(client: Client, role: str | None, output: str) -> None:
+    """List the hosts.
+
+    \b
+    Example:
+      $ shepherd host list --role compute
+      $ shepherd host list --json | jq -r '.[] | select(.connected | not) | .fqdn'
+    """
+    params = {"role": role} if role else {}
+    emit(client.iter_objects(LIST, order_by="fqdn", **params), COLUMNS, output, "hosts")
+
+
+@host.command("show")
+@click.argument("name", metavar="HOST")
+@output_options
+@pass_client
+def host_show(client: Client, name: str, output: str) -> None:
+    """Show one host, by FQDN or id.
+
+    \b
+    Example:
+      $ shepherd host show node001.cluster
+      $ shepherd host show 12 --json | jq .properties
+    """
+    emit_one(find_host(client, name), DETAILS, output)
+
+
+@host.command("remove")
+@click.argument("name", metavar="HOST")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_client
+def host_remove(client: Client, name: str, yes: bool) -> None:
+    """Remove a host and revoke its agent's certificate.
+
+    \b
+    Example:
+      $ shepherd host remove node001.cluster --yes
+    """
+    found = find_host(client, name)
+    if not yes:
+        click.confirm(f"Remove host {found['fqdn']} and revoke its certificate?", abort=True, err=True)
+    client.delete(found["resource_uri"])
+    click.echo(f"Removed host {found['fqdn']}.")
+
+
+def find_host(client: Client, name: str) -> dict:
+    """The live host with FQDN ``name`` (or that id); a one-line error when there is none."""
+    found = client.get(LIST, fqdn=name, limit=1)
+    if found and found.get("objects"):
+        return found["objects"][0]
+    if name.isdigit():
+        try:
+            return client.get(f"{LIST}{name}/")
+        except ShepherdError as exc:
+            if exc.status != 404:
+                raise
+    raise click.ClickException(f"no host {name!r}")

@@ -1,0 +1,83 @@
+"""Fixtures for the ``shepherd`` CLI tests: the command run in-process (click's runner) or as
+the installed console script, against the real manager of ``tests/conftest.py`` and with its
+contexts file under a per-test ``XDG_CONFIG_HOME``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from api.cli.main import main
+from api.client import Client
+from tests.conftest import ADMIN_PASSWORD
+from tests.manager_process import RunningManager
+
+SHEPHERD = str(Path(sys.executable).with_name("shepherd"))
+AGENT = str(Path(sys.executable).with_name("shepherd-agent"))
+_ENVIRONMENT = ("SHEPHERD_URL", "SHEPHERD_TOKEN", "SHEPHERD_CONTEXT", "SHEPHERD_CA_FILE",
+                "NO_COLOR", "FORCE_COLOR", "COLUMNS")
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``$XDG_CONFIG_HOME/shepherd`` for this test, with no SHEPHERD_* variable leaking in."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in _ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "xdg" / "shepherd"
+
+
+@pytest.fixture
+def shepherd(config_dir: Path) -> Callable[..., Result]:
+    """``shepherd("host", "list", input=...)``: run the CLI in-process.
+
+    An exception other than click's own exit fails the test with its traceback, so a test
+    passing proves no Python traceback reached the user.
+    """
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        result = runner.invoke(main, list(args), input=input, env=env, catch_exceptions=True)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+    return run
+
+
+@pytest.fixture
+def shepherd_process(config_dir: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """The installed ``shepherd`` console script as a real process."""
+    def run(*args: str, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([SHEPHERD, *args], input=input, capture_output=True, text=True,
+                              timeout=60, check=False, env={**os.environ, **(env or {})})
+    return run
+
+
+@pytest.fixture
+def ca_sha256(accounts_reset: RunningManager) -> str:
+    """The manager's CA fingerprint as its ``/agent/`` endpoint reports it."""
+    return Client(accounts_reset.url, verify=accounts_reset.ca_path).get("/agent/")["ca_sha256"]
+
+
+@pytest.fixture
+def login(shepherd: Callable[..., Result], accounts_reset: RunningManager,
+          ca_sha256: str) -> Callable[..., Result]:
+    """``login(*extra)``: log in as admin non-interactively, pinning the CA by fingerprint."""
+    def run(*extra: str, password: str = ADMIN_PASSWORD) -> Result:
+        return shepherd(*extra, "login", "--url", accounts_reset.url, "--username", "admin",
+                        "--password-stdin", "--ca-sha256", ca_sha256, input=password + "\n")
+    return run
+
+
+@pytest.fixture
+def logged_in(login: Callable[..., Result], accounts_reset: RunningManager) -> RunningManager:
+    result = login()
+    assert result.exit_code == 0, result.output
+    return accounts_reset
