@@ -107,7 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ssh_start_command", str, "systemctl enable --now shepherd-agent",
             "Run over SSH after registration to start the agent."),
     Setting("ssh_timeout", int, 600, "Seconds an SSH install may take.", 5),
-    Setting("db_threads", int, 4, "Threads (and pooled connections) for database work.", 1, 256),
+    Setting("db_threads", int, 4, "Threads (each with its connection) for PostgreSQL work; "
+            "SQLite always uses one.", 1, 256),
     Setting("token_ttl", int, 12 * 3600, "Lifetime of a bearer token, seconds.", 60),
     Setting("session_ttl", int, 14 * 86400, "Lifetime of a web session, seconds.", 60),
     Setting("auth_cache_ttl", float, 2.0,

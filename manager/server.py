@@ -54,7 +54,10 @@ class Manager:
         database = dbbase.open_database(cfg.resolved_database_url)
         dbbase.bind(database)
         metrics = Metrics() if cfg.metrics else None
-        db = DatabaseExecutor(database, cfg.db_threads, metrics)
+        # SQLite has one writer at a time and its busy handler sleeps: one DB thread is both
+        # the fastest reader (no GIL contention) and a writer that never waits on a lock.
+        threads = cfg.db_threads if dbbase.is_postgres(database) else 1
+        db = DatabaseExecutor(database, threads, metrics)
         applied = await db.run(migrate, database)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))

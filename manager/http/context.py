@@ -28,8 +28,13 @@ class AppContext:
     agent_port: int = 0
     registration_port: int = 0
     started_at: float = dataclasses.field(default_factory=time.time)
+    public_host: str = ""
+
+    def __post_init__(self) -> None:
+        # resolved once: getfqdn() asks DNS, which can take tens of milliseconds
+        self.public_host = self.config.public_host or socket.getfqdn()
 
     def public_url(self) -> str:
         """The REST URL agents and clients should use (for register commands)."""
         scheme = "http" if self.config.http else "https"
-        return f"{scheme}://{self.config.public_host or socket.getfqdn()}:{self.http_port}"
+        return f"{scheme}://{self.public_host}:{self.http_port}"
