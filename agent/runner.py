@@ -20,6 +20,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from agent.actions import ActionContext, Machine, Registry, failed
 from agent.protocol import agent_message
@@ -97,10 +98,10 @@ class ActionRunner:
             self._acknowledged[action_id] = None
         while len(self._acknowledged) > REMEMBERED_ACKS:
             self._acknowledged.popitem(last=False)
-        await asyncio.to_thread(lambda: [self._outbox.delete(i) for i in ids])
+        await self._outbox_io(lambda: [self._outbox.delete(i) for i in ids])
 
     async def unacknowledged(self) -> list[agent_pb2.ActionResult]:
-        return await asyncio.to_thread(self._outbox.all)
+        return await self._outbox_io(self._outbox.all)
 
     async def close(self) -> None:
         """Stop every running action without reporting (the manager will deliver it again)."""
@@ -111,6 +112,12 @@ class ActionRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _outbox_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Disk outboxes block (fsync): a worker thread; in-memory ones (simulator) do not."""
+        if getattr(self._outbox, "in_memory", False):
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
 
     def _forget(self, action_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(action_id) is task:
@@ -150,7 +157,7 @@ class ActionRunner:
 
     async def _finish(self, result: agent_pb2.ActionResult) -> None:
         try:
-            await asyncio.to_thread(self._outbox.put, result)
+            await self._outbox_io(self._outbox.put, result)
         except StateError as exc:
             log.error("%s: result of %s not saved, sending it anyway: %s",
                       self._label, result.action_id, exc)

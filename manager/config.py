@@ -100,12 +100,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("heartbeat_interval", int, 10, "Seconds between agent heartbeats.", 1, 3600),
     Setting("contact_timeout", int, 30,
             "Seconds without a word from an agent before its host gets a contact alert.", 3),
-    Setting("ssh_install_command", str, "dnf -y install shepherd-agent",
-            "Run over SSH to install the agent on a host added by address and password/key."),
-    Setting("ssh_agent_command", str, "shepherd-agent",
-            "The agent's command on hosts added over SSH (used to register it)."),
-    Setting("ssh_start_command", str, "systemctl enable --now shepherd-agent",
-            "Run over SSH after registration to start the agent."),
+    Setting("agent_install_command", str, "dnf -y install shepherd-agent",
+            "Installs the agent on a new machine: the start of every register_command and "
+            "the first step of adding a host over SSH (empty: the agent is preinstalled)."),
+    Setting("agent_command", str, "shepherd-agent", "The agent's command on managed machines."),
+    Setting("agent_start_command", str, "systemctl enable --now shepherd-agent",
+            "Starts the agent after it registered (register_command and SSH; empty: none)."),
     Setting("ssh_timeout", int, 600, "Seconds an SSH install may take.", 5),
     Setting("db_threads", int, 4, "Threads (each with its connection) for PostgreSQL work; "
             "SQLite always uses one.", 1, 256),

@@ -13,6 +13,8 @@ class MemoryOutbox:
     """The outbox of a simulated agent: the same contract as ``agent.state.Outbox``, kept in
     memory (10,000 agents writing files per result would measure the disk, not the manager)."""
 
+    in_memory = True  # the runner calls it directly instead of through a worker thread
+
     def __init__(self) -> None:
         self._results: dict[str, agent_pb2.ActionResult] = {}
 

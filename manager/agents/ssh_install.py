@@ -121,6 +121,14 @@ def register_command(agent_command: str, manager_url: str, secret: str, fingerpr
             f"--ca-sha256 {fingerprint}")
 
 
+def onboarding_steps(install: str, agent_command: str, manager_url: str, secret: str,
+                     fingerprint: str, start: str) -> list[str]:
+    """Install the agent, register it, start it (empty steps left out) — the commands a
+    registration token's register_command chains with ``&&`` and SSH onboarding runs."""
+    steps = [install, register_command(agent_command, manager_url, secret, fingerprint), start]
+    return [step for step in steps if step]
+
+
 def _redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         if secret:

@@ -289,7 +289,8 @@ def _store_results(batch: list[tuple[int, IncomingResult]], audit_enabled: bool
         owners = {i: (h, s, n, c) for i, h, s, n, c in Action.select(
             Action.id, Action.host, Action.state, Action.name, Action.created_at)
             .where(Action.id.in_(ids)).tuples()}
-        verdicts = []
+        verdicts: list[str] = []
+        storable: dict[int, IncomingResult] = {}  # position in batch → result to store
         for host_id, r in batch:
             owner = owners.get(r.action_id)
             if owner is None:
@@ -299,28 +300,48 @@ def _store_results(batch: list[tuple[int, IncomingResult]], audit_enabled: bool
             elif owner[1] not in UNFINISHED:
                 verdicts.append("duplicate")
             else:
-                state = _store_one(r)
-                verdicts.append("stored" if state else "duplicate")
-                if state:
-                    finished.append((owner[2], owner[3], state))
-                    outcomes.setdefault(state, []).append(r.action_id)
+                storable[len(verdicts)] = r
                 owners[r.action_id] = (host_id, "done", owner[2], owner[3])
+                verdicts.append("stored")
+        stored = _store_batch(list(storable.values()))
+        for position, r in storable.items():
+            state = stored.get(r.action_id)
+            if state is None:  # finished meanwhile by another manager or the deadline pass
+                verdicts[position] = "duplicate"
+                continue
+            owner = owners[r.action_id]
+            finished.append((owner[2], owner[3], state))
+            outcomes.setdefault(state, []).append(r.action_id)
         if audit_enabled and outcomes:
             audit.actions_finished(outcomes)
     return verdicts, finished
 
 
-def _store_one(r: IncomingResult) -> str | None:
-    """Store the first result of an action; its new state, or None if it was finished."""
+def _store_batch(results: list[IncomingResult]) -> dict[str, str]:
+    """Store the first result of each action in one statement; {action_id: new state} for
+    those stored (an action already finished keeps its first result)."""
+    if not results:
+        return {}
+    now = utcnow()
+    rows = [_row(r, now) for r in results]
+    database = Action._meta.database
+    p = database.param
+    values = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p})"] * len(rows))
+    sql = (f"WITH v(id, state, result, error, console, finished_at) AS (VALUES {values}) "
+           "UPDATE action SET state = v.state, result = v.result, error = v.error, "
+           "console = v.console, finished_at = v.finished_at FROM v "
+           "WHERE action.id = v.id AND action.state IN ('queued', 'sent') RETURNING action.id")
+    params = [value for row in rows for value in row]
+    stored = {action_id for (action_id,) in database.execute_sql(sql, params).fetchall()}
+    return {row[0]: row[1] for row in rows if row[0] in stored}
+
+
+def _row(r: IncomingResult, now: datetime.datetime) -> tuple:
     too_big = len(r.result_json) > MAX_RESULT_BYTES
     error = f"the result exceeds {MAX_RESULT_BYTES} bytes and was dropped" if too_big else r.error
     state = "succeeded" if r.success and not too_big else "failed"
-    changed = (Action.update(state=state,
-                             result=None if too_big or not r.result_json else r.result_json,
-                             error=error[:10000], console=json.dumps(r.console)[:MAX_RESULT_BYTES],
-                             finished_at=utcnow())
-               .where(Action.id == r.action_id, Action.state.in_(UNFINISHED)).execute())
-    return state if changed else None
+    result = None if too_big or not r.result_json else r.result_json
+    return (r.action_id, state, result, error[:10000], json.dumps(r.console)[:MAX_RESULT_BYTES], now)
 
 
 def _fail(action_id: str, reason: str, audit_enabled: bool

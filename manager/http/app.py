@@ -38,7 +38,7 @@ def iml_resources(ctx: AppContext) -> list[Resource]:
         loop.call_soon_threadsafe(ctx.sessions.disconnect, host_id)
 
     return [AlertResource(), AuditLogResource(), GroupResource(), HostResource(host_removed),
-            RegistrationTokenResource(ctx.public_url, lambda: ctx.ca.fingerprint),
+            RegistrationTokenResource(ctx.public_url, lambda: ctx.ca.fingerprint, ctx.config),
             ServerProfileResource(), TestHostResource(), UserResource()]
 
 

@@ -28,8 +28,11 @@ def test_token_defaults_and_register_command(admin, accounts_reset):
     expiry = datetime.datetime.fromisoformat(token["expiry"])
     assert 50 < (expiry - datetime.datetime.now(datetime.UTC)).total_seconds() <= 60
     fingerprint = accounts_reset.manager.ctx.ca.fingerprint
-    assert token["register_command"].startswith("shepherd-agent register --manager https://")
-    assert token["register_command"].endswith(f"--token {token['secret']} --ca-sha256 {fingerprint}")
+    install, register_step, start = token["register_command"].split(" && ")
+    assert install == "dnf -y install shepherd-agent"
+    assert register_step.startswith("shepherd-agent register --manager https://")
+    assert register_step.endswith(f"--token {token['secret']} --ca-sha256 {fingerprint}")
+    assert start == "systemctl enable --now shepherd-agent"
     assert admin.get(token["resource_uri"]) == token
 
 

@@ -16,7 +16,10 @@ def register_with(command: str, manager_url: str, fqdn: str, state_dir) -> None:
     The test manager listens on loopback only, so ``--manager`` points at its loopback URL
     rather than at this machine's FQDN; the token and CA fingerprint are used as printed.
     """
-    args = shlex.split(command)
+    steps = command.split(" && ")
+    assert steps[0] == "dnf -y install shepherd-agent"
+    assert steps[2] == "systemctl enable --now shepherd-agent"
+    args = shlex.split(steps[1])
     assert args[:2] == ["shepherd-agent", "register"]
     args[args.index("--manager") + 1] = manager_url
     result = subprocess.run([AGENT, *args[1:], "--fqdn", fqdn, "--state-dir", str(state_dir)],
@@ -31,7 +34,7 @@ def test_login_token_register_and_host_list(shepherd, accounts_reset, ca_sha256,
     assert created.exit_code == 0, created.output
     assert "1 credit, expires in 1h" in created.stderr
     command = created.stdout.strip()
-    assert command.endswith(f"--ca-sha256 {ca_sha256}")
+    assert f"--ca-sha256 {ca_sha256} && " in command
     register_with(command, accounts_reset.url, "node001.cluster.example", tmp_path / "agent")
     hosts = json.loads(shepherd("host", "list", "--json").stdout)
     assert [h["fqdn"] for h in hosts] == ["node001.cluster.example"]

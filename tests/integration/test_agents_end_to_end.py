@@ -71,7 +71,7 @@ def onboard(lan: Lan, agent: AgentProcess, token: dict | None = None) -> AgentPr
 
 def test_two_agents_register_with_one_token_and_run_actions(lan, agents, hosts):
     token = lan.token(credits=2)
-    command = shlex.split(token["register_command"])
+    command = shlex.split(token["register_command"].split(" && ")[1])  # install, register, start
     assert command[:2] == ["shepherd-agent", "register"]
     assert command[command.index("--manager") + 1] == lan.url_for(hosts[0])
     pair = [agents(0), agents(1)]
@@ -272,8 +272,8 @@ def test_agent_killed_mid_action_fails_it_at_the_deadline(lan, agents):
 def ssh_lan(tmp_path, hosts):
     """A manager whose SSH install runs this checkout's agent on hosts[0] through sshd.
 
-    ``ssh_agent_command`` is a wrapper that appends the test's --state-dir (and, for
-    register, an --fqdn) after the subcommand the manager passes; ``ssh_start_command``
+    ``agent_command`` is a wrapper that appends the test's --state-dir (and, for
+    register, an --fqdn) after the subcommand the manager passes; ``agent_start_command``
     starts ``run`` detached, as systemd would."""
     state_dir, log = tmp_path / "ssh-agent", tmp_path / "ssh-agent.log"
     wrapper = tmp_path / "shepherd-agent"
@@ -283,9 +283,9 @@ def ssh_lan(tmp_path, hosts):
         f'exec {shlex.quote(sys.executable)} -m agent "$@" --state-dir {state_dir}\n')
     wrapper.chmod(0o755)
     with Sshd(hosts[0], str(tmp_path / "sshd")) as sshd:
-        running = Lan(str(tmp_path), hosts, ssh_install_command="true",
-                      ssh_agent_command=str(wrapper), ssh_timeout=60,
-                      ssh_start_command=f"setsid {wrapper} run > {log} 2>&1 < /dev/null &")
+        running = Lan(str(tmp_path), hosts, agent_install_command="true",
+                      agent_command=str(wrapper), ssh_timeout=60,
+                      agent_start_command=f"setsid {wrapper} run > {log} 2>&1 < /dev/null &")
         running.start()
         yield running, sshd, AgentProcess(hosts[0], str(state_dir), "ssh-node.test")
         running.stop()

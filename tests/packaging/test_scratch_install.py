@@ -62,7 +62,7 @@ def test_default_manager_config_names_only_real_settings(scratch_root: pathlib.P
     path = scratch_root / "etc/shepherd/manager.toml"
     assert config.load(environ={}, config_file=str(path)).state_dir == config.DEFAULT_STATE_DIR
     keys = re.findall(r"^#? ?([a-z_]+) = ", path.read_text(), re.MULTILINE)
-    assert "ssh_install_command" in keys
+    assert "agent_install_command" in keys
     assert set(keys) <= {s.name for s in config.SETTINGS}
 
 

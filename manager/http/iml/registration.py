@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime
 import re
-import shlex
 from typing import Any, ClassVar
 
 import peewee
 
+from manager.agents import ssh_install
 from manager.db.hosts import RegistrationToken
 from manager.domain import hosts
 from manager.domain.accounts import Principal
@@ -46,9 +46,10 @@ class RegistrationTokenResource(Resource):
     list_methods = ("GET", "POST")
     detail_methods = ("GET", "PATCH")
 
-    def __init__(self, public_url: Any, ca_fingerprint: Any) -> None:
+    def __init__(self, public_url: Any, ca_fingerprint: Any, config: Any) -> None:
         self.public_url = public_url
         self.ca_fingerprint = ca_fingerprint
+        self.config = config
 
     def base_query(self, principal: Principal | None) -> peewee.ModelSelect:
         require_administrator(principal, "use registration tokens")
@@ -66,8 +67,11 @@ class RegistrationTokenResource(Resource):
         }
 
     def register_command(self, secret: str) -> str:
-        return " ".join(["shepherd-agent", "register", "--manager", shlex.quote(self.public_url()),
-                         "--token", secret, "--ca-sha256", self.ca_fingerprint()])
+        """Install, register, start: one line to paste on the new machine (as root)."""
+        cfg = self.config
+        return " && ".join(ssh_install.onboarding_steps(
+            cfg.agent_install_command, cfg.agent_command, self.public_url(), secret,
+            self.ca_fingerprint(), cfg.agent_start_command))
 
     def create(self, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         self.check_fields(body)

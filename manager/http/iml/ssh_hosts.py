@@ -88,12 +88,11 @@ async def add_over_ssh(ctx: Any, principal: Principal, body: dict[str, Any]) -> 
     expiry = utcnow() + datetime.timedelta(seconds=cfg.ssh_timeout)
     token = await ctx.db.run(hosts.create_token, principal, profile_name(body.get("server_profile")),
                              expiry, 1)
-    commands = [cfg.ssh_install_command,
-                ssh_install.register_command(cfg.ssh_agent_command, ctx.public_url(), token.secret,
-                                             ctx.ca.fingerprint),
-                cfg.ssh_start_command]
+    commands = ssh_install.onboarding_steps(cfg.agent_install_command, cfg.agent_command,
+                                            ctx.public_url(), token.secret, ctx.ca.fingerprint,
+                                            cfg.agent_start_command)
     try:
-        await ssh_install.install(target, [c for c in commands if c], [token.secret, target.root_pw or ""],
+        await ssh_install.install(target, commands, [token.secret, target.root_pw or ""],
                                   cfg.ssh_timeout)
     except ssh_install.SshError as exc:
         raise ApiError(400, {"address": str(exc)}) from None
