@@ -24,8 +24,8 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$")
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}\Z")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
             "\r": "\\r"}
 
@@ -101,7 +101,7 @@ def save(config: Config, path: Path) -> None:
 def dumps(config: Config) -> str:
     lines = [f"current_context = {_string(config.current)}"]
     for name, context in config.contexts.items():
-        key = name if _BARE_KEY.match(name) else _string(name)
+        key = name if _BARE_KEY.fullmatch(name) else _string(name)
         lines += ["", f"[contexts.{key}]"]
         for field in dataclasses.fields(Context):
             value = getattr(context, field.name)

@@ -10,7 +10,7 @@ import click
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+)([smhd])")
-_WHOLE = re.compile(r"^(?:\d+[smhd])+$")
+_WHOLE = re.compile(r"^(?:\d+[smhd])+\Z")
 
 
 def parse_duration(value: str) -> datetime.timedelta:

@@ -17,7 +17,7 @@ import asyncssh
 
 log = logging.getLogger("shepherd.ssh")
 _ADDRESS = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)"
-                      r"(?::(?P<port>\d{1,5}))?$")
+                      r"(?::(?P<port>\d{1,5}))?\Z")
 CONNECT_TIMEOUT = 15
 
 

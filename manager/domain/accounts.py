@@ -29,8 +29,8 @@ from manager.domain.errors import (
 
 SUPERUSERS = "superusers"
 BUILTIN_GROUPS = (SUPERUSERS, "filesystem_administrators", "filesystem_users")
-USERNAME_RE = re.compile(r"^[\w.@+-]{1,30}$", re.ASCII)
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+USERNAME_RE = re.compile(r"^[\w.@+-]{1,30}\Z", re.ASCII)
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 MIN_PASSWORD_LENGTH = 8
 TOKEN_PREFIX = "shp_"
 

@@ -28,9 +28,9 @@ SECRET_ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 16
 DEFAULT_TOKEN_LIFETIME = datetime.timedelta(seconds=60)
 MAX_CREDITS = 100_000
-FQDN_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-ROLE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+FQDN_RE = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+ROLE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 REMOVED = "removed"
 CONTACT_ALERT = "HostContactAlert"
 

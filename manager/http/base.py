@@ -27,7 +27,7 @@ from manager.http.context import AppContext
 from manager.ops import audit
 
 log = logging.getLogger("shepherd.http")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

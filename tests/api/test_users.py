@@ -142,3 +142,8 @@ def test_groups_are_read_only_and_filterable(admin):
     err = error(admin.get, "/api/group/", name__startswith="s")
     assert err.status == 400 and "name__startswith" in err.body
     assert error(admin.post, "/api/group/", {"name": "x"}).status == 405
+
+
+def test_a_trailing_newline_is_not_a_valid_username(admin):
+    err = error(admin.post, "/api/user/", {**NEW, "username": "carol\n"})
+    assert err.status == 400 and "username" in err.body

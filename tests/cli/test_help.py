@@ -29,7 +29,7 @@ def test_every_command_has_help_with_an_example(shepherd, path):
 
 def test_the_command_tree():
     assert [" ".join(p) for p in command_paths(main)[1:]] == [
-        "alert", "alert dismiss", "alert list", "completion", "context", "context list",
+        "alert", "alert dismiss", "alert list", "audit", "audit list", "completion", "context", "context list",
         "context use", "host", "host list", "host remove", "host show", "login", "logout",
         "token", "token cancel", "token create", "token list", "user", "user create",
         "user delete", "user list", "user set-password"]

@@ -81,3 +81,15 @@ def test_no_alerts_is_said_on_stderr(shepherd, logged_in):
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == "No alerts.\n"
 
 
+
+
+def test_audit_list_shows_who_did_what(shepherd, logged_in):
+    created = shepherd("user", "create", "erin", "--password-stdin", input="erin-password-1\n")
+    assert created.exit_code == 0, created.output
+    records = json.loads(shepherd("audit", "list", "--object-type", "user", "--json").stdout)
+    assert [(r["username"], r["method"], r["status"]) for r in records] == [("admin", "POST", 201)]
+    assert "erin-password-1" not in json.dumps(records)
+    table = shepherd("audit", "list", "--kind", "login").stdout.splitlines()
+    assert table[0].split()[:4] == ["WHEN", "USER", "KIND", "METHOD"]
+    assert any(" login " in line for line in table[1:])
+    assert shepherd("audit", "list", "--user", "nobody").stderr.startswith("No audit records")

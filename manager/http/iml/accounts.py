@@ -12,7 +12,7 @@ from manager.domain.accounts import Principal
 from manager.domain.errors import PermissionDenied, ValidationError
 from manager.http.iml.resource import Field, Resource
 
-_GROUP_URI = re.compile(r"^/api/group/(\d+)/?$")
+_GROUP_URI = re.compile(r"^/api/group/(\d+)/?\Z")
 
 
 class GroupResource(Resource):

@@ -20,7 +20,7 @@ from manager.domain.errors import ValidationError
 from manager.domain.permissions import require_administrator
 from manager.http.iml.resource import Field, Resource, iso
 
-_PROFILE_URI = re.compile(r"^/api/server_profile/([^/]+)/?$")
+_PROFILE_URI = re.compile(r"^/api/server_profile/([^/]+)/?\Z")
 
 
 class RegistrationTokenResource(Resource):
