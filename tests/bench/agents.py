@@ -90,16 +90,23 @@ def round_trips(m: RunningManager, host_ids: list[int], samples: int) -> list[fl
     return asyncio.run(measure())
 
 
+def completed(m: RunningManager) -> float:
+    """Actions this manager finished so far (its own counter: no database load while timing)."""
+    registry = m.manager.ctx.metrics.registry
+    return sum(sample.value for family in registry.collect() for sample in family.samples
+               if sample.name == "shepherd_actions_completed_total")
+
+
 def fan_out(m: RunningManager, host_ids: list[int]) -> float:
     marker = f"bench-fanout-{time.time()}"
+    before = completed(m)
     start = time.monotonic()
     asyncio.run(_submit(m, host_ids, "agent.ping", {}, 120, marker))
-    finished = Action.select().where(Action.caused_by == marker, Action.state.in_(("succeeded", "failed")))
-    wait_until(lambda: m.db(finished.count) == len(host_ids), timeout=300, interval=0.05)
+    wait_until(lambda: completed(m) - before >= len(host_ids), timeout=300, interval=0.1)
     wall = time.monotonic() - start
-    failed = m.db(Action.select().where(Action.caused_by == marker, Action.state == "failed").count)
+    failed = m.db(Action.select().where(Action.caused_by == marker, Action.state != "succeeded").count)
     if failed:
-        print(f"    ({failed} of the fan-out's actions failed)")
+        print(f"    ({failed} of the fan-out's actions did not succeed)")
     return wall
 
 
