@@ -5,6 +5,7 @@ protocol over real TLS; the real agent's own behaviour is tested with the real a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -98,3 +99,16 @@ class Peer:
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
+
+
+@contextlib.asynccontextmanager
+async def connected(address: str, identity: Identity, handler: Handler = echo):
+    """A Peer whose stream is up (Welcome received) for the block, closed cleanly after."""
+    peer = Peer(address, identity, handler)
+    task = asyncio.create_task(peer.run())
+    try:
+        await asyncio.wait_for(peer.welcome.wait(), 10)
+        yield peer
+    finally:
+        peer.close()
+        await task

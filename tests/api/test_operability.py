@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.client import Client, ShepherdError
 from tests.conftest import ADMIN_PASSWORD
-from tests.protocol_peer import Peer, register
+from tests.protocol_peer import connected, register
 
 
 def audit(admin, **filters):
@@ -71,13 +71,9 @@ def test_actions_are_audited_with_their_outcome(admin, accounts_reset):
 
     async def scenario():
         identity = await register(m.registration_address, m.ca_pem(), token["secret"], "aud.example")
-        peer = Peer(m.agent_address, identity)
-        task = asyncio.create_task(peer.run())
-        await asyncio.wait_for(peer.welcome.wait(), 10)
-        outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.ping", {"a": 1},
-                                                        10, caused_by="admin"))
-        peer.close()
-        await task
+        async with connected(m.agent_address, identity):
+            outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.ping",
+                                                            {"a": 1}, 10, caused_by="admin"))
         return identity, outcome
 
     identity, outcome = asyncio.run(scenario())

@@ -10,7 +10,7 @@ import pytest
 
 from manager.db.hosts import Action
 from protos import agent_pb2
-from tests.protocol_peer import Peer, register
+from tests.protocol_peer import connected, register
 
 CONNECT = "/shepherd.agent.v1.AgentService/Connect"
 
@@ -26,12 +26,8 @@ def onboard(m, admin, fqdn):
 
 async def still_serves(m, identity) -> None:
     """A well-behaved agent connects and runs an action."""
-    peer = Peer(m.agent_address, identity)
-    task = asyncio.create_task(peer.run())
-    await asyncio.wait_for(peer.welcome.wait(), 10)
-    outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.ping", {}, 10))
-    peer.close()
-    await task
+    async with connected(m.agent_address, identity):
+        outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.ping", {}, 10))
     assert outcome.ok
 
 
@@ -72,17 +68,13 @@ def test_unknown_action_ids_are_acknowledged_and_dropped(admin, accounts_reset):
     identity = onboard(m, admin, "unknown-ids.example")
 
     async def scenario():
-        peer = Peer(m.agent_address, identity)
-        task = asyncio.create_task(peer.run())
-        await asyncio.wait_for(peer.welcome.wait(), 10)
-        peer.send(action_result=agent_pb2.ActionResult(action_id="no-such-action", success=True,
-                                                       result_json="{}"))
-        for _ in range(50):
-            if any(x.WhichOneof("body") == "result_ack" for x in peer.received):
-                break
-            await asyncio.sleep(0.1)
-        peer.close()
-        await task
+        async with connected(m.agent_address, identity) as peer:
+            peer.send(action_result=agent_pb2.ActionResult(action_id="no-such-action",
+                                                           success=True, result_json="{}"))
+            for _ in range(50):
+                if any(x.WhichOneof("body") == "result_ack" for x in peer.received):
+                    break
+                await asyncio.sleep(0.1)
         return peer
 
     peer = run(scenario())
@@ -97,14 +89,11 @@ def test_huge_results_are_refused_not_stored(admin, accounts_reset):
     big = json.dumps({"blob": "x" * (5 * 1024 * 1024)})  # over the 4 MiB result limit
 
     async def scenario():
-        peer = Peer(m.agent_address, identity, handler=lambda r: agent_pb2.ActionResult(
-            action_id=r.action_id, success=True, result_json=big))
-        task = asyncio.create_task(peer.run())
-        await asyncio.wait_for(peer.welcome.wait(), 10)
-        outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "report.inventory", {}, 15))
-        peer.close()
-        await task
-        return outcome
+        answer = lambda r: agent_pb2.ActionResult(action_id=r.action_id, success=True,
+                                                  result_json=big)
+        async with connected(m.agent_address, identity, answer):
+            return await m.on_loop(m.dispatcher.dispatch(identity.host_id, "report.inventory",
+                                                         {}, 15))
 
     outcome = run(scenario())
     assert not outcome.ok and "exceeds" in outcome.error and outcome.result is None

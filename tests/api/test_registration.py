@@ -11,7 +11,7 @@ import pytest
 from api.client import ShepherdError
 from manager.db.hosts import Action, RegistrationToken
 from protos import agent_pb2
-from tests.protocol_peer import Peer, register
+from tests.protocol_peer import Peer, connected, register
 
 
 def error(call, *args, **kwargs):
@@ -158,13 +158,9 @@ def test_connect_and_run_an_action(admin, accounts_reset):
     identity = onboard(m, admin, "node1.example")
 
     async def scenario():
-        peer = Peer(m.agent_address, identity)
-        task = asyncio.create_task(peer.run())
-        await asyncio.wait_for(peer.welcome.wait(), 10)
-        outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.ping",
-                                                        {"x": 1}, timeout=10))
-        peer.close()
-        await task
+        async with connected(m.agent_address, identity) as peer:
+            outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.ping",
+                                                            {"x": 1}, timeout=10))
         return outcome, peer
 
     outcome, peer = run(scenario())
@@ -179,12 +175,8 @@ def test_action_queued_while_offline_is_delivered_on_connect(admin, accounts_res
 
     async def scenario():
         action_id = await m.on_loop(m.dispatcher.submit(identity.host_id, "agent.ping", {}, 30))
-        peer = Peer(m.agent_address, identity)
-        task = asyncio.create_task(peer.run())
-        outcome = await m.on_loop(m.dispatcher.wait(action_id, 20))
-        peer.close()
-        await task
-        return outcome
+        async with connected(m.agent_address, identity):
+            return await m.on_loop(m.dispatcher.wait(action_id, 20))
 
     assert run(scenario()).ok
 
@@ -217,14 +209,10 @@ def test_a_host_cannot_answer_for_another(admin, accounts_reset):
 
     async def scenario():
         b_action = await m.on_loop(m.dispatcher.submit(b.host_id, "agent.ping", {}, 30))
-        peer = Peer(m.agent_address, a)
-        task = asyncio.create_task(peer.run())
-        await asyncio.wait_for(peer.welcome.wait(), 10)
-        peer.send(action_result=agent_pb2.ActionResult(action_id=b_action, success=True,
-                                                       result_json='{"forged": true}'))
-        await asyncio.sleep(1.0)
-        peer.close()
-        await task
+        async with connected(m.agent_address, a) as peer:
+            peer.send(action_result=agent_pb2.ActionResult(action_id=b_action, success=True,
+                                                           result_json='{"forged": true}'))
+            await asyncio.sleep(1.0)
         return b_action, peer
 
     b_action, peer = run(scenario())
@@ -237,13 +225,9 @@ def test_deadline_passes_with_a_clear_error(admin, accounts_reset):
     identity = onboard(m, admin, "slow.example")
 
     async def scenario():
-        peer = Peer(m.agent_address, identity, handler=lambda request: None)
-        task = asyncio.create_task(peer.run())
-        await asyncio.wait_for(peer.welcome.wait(), 10)
-        outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.sleep", {}, 1.5))
-        await asyncio.sleep(0.5)
-        peer.close()
-        await task
+        async with connected(m.agent_address, identity, handler=lambda request: None) as peer:
+            outcome = await m.on_loop(m.dispatcher.dispatch(identity.host_id, "agent.sleep", {}, 1.5))
+            await asyncio.sleep(0.5)
         return outcome, peer
 
     outcome, peer = run(scenario())
@@ -256,11 +240,8 @@ def test_contact_loss_raises_and_reconnect_clears_an_alert(admin, accounts_reset
     identity = onboard(m, admin, "flaky.example")
 
     async def connect_briefly():
-        peer = Peer(m.agent_address, identity)
-        task = asyncio.create_task(peer.run())
-        await asyncio.wait_for(peer.welcome.wait(), 10)
-        peer.close()
-        await task
+        async with connected(m.agent_address, identity):
+            pass
 
     run(connect_briefly())
     deadline = time.monotonic() + 15
