@@ -255,3 +255,16 @@ def test_contact_loss_raises_and_reconnect_clears_an_alert(admin, accounts_reset
     assert admin.get("/api/alert/", alert_type="HostContactAlert", active="true")["objects"] == []
     ended = admin.get("/api/alert/", alert_type="HostContactAlert")["objects"]
     assert ended[0]["active"] is None and ended[0]["end"] is not None
+
+
+def test_host_transitions_come_from_the_state_machine(admin, accounts_reset):
+    identity = onboard(accounts_reset, admin, "sm.example", "managed_storage_server")
+    uri = f"/api/host/{identity.host_id}/"
+    host = admin.get(uri)
+    assert host["available_transitions"] == [{"state": "removed", "verb": "Remove"}]
+    assert host["immutable_state"] is False
+    err = error(admin.put, uri, {"state": "monitored"})
+    assert err.status == 400 and "available: removed" in err.body["state"]
+    assert admin.put(uri, {"state": "managed"}) is None  # already there: 204
+    assert admin.put(uri, {"state": "removed"}) is None
+    assert error(admin.get, uri).status == 404

@@ -12,6 +12,7 @@ from manager.db.hosts import Host, ServerProfile
 from manager.domain import hosts
 from manager.domain.accounts import Principal
 from manager.domain.errors import NotFound, ValidationError
+from manager.engine.statemachine import HOST, InvalidTransition
 from manager.http.iml.resource import Field, Resource, iso
 from manager.http.iml.ssh_hosts import SSH_FIELDS, add_over_ssh
 
@@ -134,10 +135,10 @@ class HostResource(Resource):
     def _render(self, h: Host) -> dict[str, Any]:
         return {
             "address": h.address, "agent_version": h.agent_version,
-            "available_jobs": [], "available_transitions": [{"state": hosts.REMOVED, "verb": "Remove"}],
+            "available_jobs": [], "available_transitions": HOST.available(h.state),
             "boot_time": iso(h.boot_time), "client_mounts": [], "connected": h.connected,
             "content_type_id": HOST_CONTENT_TYPE_ID, "corosync_configuration": None,
-            "fqdn": h.fqdn, "id": h.id, "immutable_state": False,
+            "fqdn": h.fqdn, "id": h.id, "immutable_state": h.state in HOST.immutable_states,
             "install_method": h.install_method, "label": h.fqdn, "last_contact": iso(h.last_contact),
             "lnet_configuration": None, "locks": {"read": [], "write": []},
             "member_of_active_filesystem": False, "needs_update": False, "nids": [],
@@ -156,9 +157,13 @@ class HostResource(Resource):
             raise ValidationError({"state": "PUTs to host must set the state attribute."})
         if state == host.state:
             return 204, None
-        if state != hosts.REMOVED:
-            raise ValidationError({"state": f"Cannot change state to {state!r}; available: "
-                                   f"{hosts.REMOVED}"})
+        try:
+            HOST.route(host.state, state)
+        except InvalidTransition as exc:
+            raise ValidationError({"state": str(exc)}) from None
+        if state != hosts.REMOVED:  # setup jobs run through the engine (not built yet)
+            raise ValidationError({"state": f"Moving a host to {state!r} needs the job engine, "
+                                   "which this version does not have yet."})
         self._remove(principal, host.id)
         return 204, None
 
