@@ -10,6 +10,7 @@ tokens, from 32 clients. Goal (issue 13): under 5 % throughput lost with both on
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import threading
 import time
@@ -50,37 +51,44 @@ def _writes(url: str, token: str, ca_file: str, count: int) -> tuple[float, floa
     return post_rate, patch_rate
 
 
-def run(name: str, database_url: str, seconds: int) -> dict[str, dict[str, float]]:
-    figures = {}
+def measure(database_url: str, seconds: int, flags: list[str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as state, manager_process(state, database_url, *flags) as url:
+        client = admin_client(url, state, "bench-password")
+        client.get("/api/user/", limit=0)
+        read = wrk(f"{url}/api/user/?limit=20", client.token, 32, seconds)
+        post, patch = _writes(url, client.token, f"{state}/tls/ca.crt", 1000)
+    return {"read": read["rps"], "read_p99": read["p99_ms"], "post": post, "patch": patch}
+
+
+def run(name: str, database_url: str, seconds: int, rounds: int) -> None:
+    """Alternate off and on ``rounds`` times (the machine drifts more than the difference
+    between one run and the next); report the medians."""
     seed(database_url, 10_000)
-    for label, flags in (("off", ["--no-audit", "--no-metrics"]), ("on", ["--audit", "--metrics"])):
-        with tempfile.TemporaryDirectory() as state, manager_process(state, database_url, *flags) as url:
-            client = admin_client(url, state, "bench-password")
-            client.get("/api/user/", limit=0)
-            read = wrk(f"{url}/api/user/?limit=20", client.token, 32, seconds)
-            post, patch = _writes(url, client.token, f"{state}/tls/ca.crt", 1000)
-            figures[label] = {"read": read["rps"], "read_p99": read["p99_ms"], "post": post,
-                              "patch": patch}
-    print(f"\n{name}")
+    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        runs["off"].append(measure(database_url, seconds, ["--no-audit", "--no-metrics"]))
+        runs["on"].append(measure(database_url, seconds, ["--audit", "--metrics"]))
+    print(f"\n{name} (medians of {rounds} alternating runs)")
     print(f"  {'':14}{'off':>10}{'on':>10}{'change':>10}")
     for key, title in (("read", "GET req/s"), ("post", "POST req/s"), ("patch", "PATCH req/s"),
                        ("read_p99", "GET p99 ms")):
-        off, on = figures["off"][key], figures["on"][key]
+        off = statistics.median(r[key] for r in runs["off"])
+        on = statistics.median(r[key] for r in runs["on"])
         print(f"  {title:14}{off:>10.1f}{on:>10.1f}{100 * (on - off) / off:>9.1f}%", flush=True)
-    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.only != "postgresql":
         with tempfile.TemporaryDirectory() as db_dir:
-            run("SQLite", f"sqlite:///{db_dir}/shepherd.db", args.seconds)
+            run("SQLite", f"sqlite:///{db_dir}/shepherd.db", args.seconds, args.rounds)
     if args.only != "sqlite":
         with ThrowawayPostgres() as pg:
-            run("PostgreSQL", pg.create_database("bench"), args.seconds)
+            run("PostgreSQL", pg.create_database("bench"), args.seconds, args.rounds)
 
 
 if __name__ == "__main__":
