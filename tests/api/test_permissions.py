@@ -1,0 +1,81 @@
+"""Who may do what: each IML group (and anonymous) × each resource × each method.
+
+Allowed means the request got past authorisation (any answer but 401/403); refused means
+401 for anonymous and 403 for a signed-in user without the right.
+"""
+
+import pytest
+
+from api.client import Client, ShepherdError
+from manager.db.hosts import Alert, Host, ServerProfile
+from manager.domain import alerts
+
+GROUPS = ("superusers", "filesystem_administrators", "filesystem_users", None)
+ADMINS = {"superusers", "filesystem_administrators"}
+EVERYONE = set(GROUPS) - {None}
+
+# (method, path template, body, groups allowed); {user} is another user's id, {host}/{token}/
+# {alert} objects created by the fixture.
+MATRIX = [
+    ("GET", "/api/user/", None, EVERYONE),
+    ("POST", "/api/user/", {"username": "newbie", "password1": "newbie-pass-1",
+                            "password2": "newbie-pass-1"}, {"superusers"}),
+    ("PUT", "/api/user/{user}/", {"first_name": "X"}, {"superusers"}),
+    ("DELETE", "/api/user/{user}/", None, {"superusers"}),
+    ("GET", "/api/group/", None, EVERYONE),
+    ("GET", "/api/server_profile/", None, EVERYONE),
+    ("GET", "/api/host/", None, EVERYONE),
+    ("PUT", "/api/host/{host}/", {"state": "removed"}, ADMINS),
+    ("DELETE", "/api/host/{host}/", None, ADMINS),
+    ("GET", "/api/registration_token/", None, ADMINS),
+    ("POST", "/api/registration_token/", {"profile": "compute_node"}, ADMINS),
+    ("PATCH", "/api/registration_token/{token}/", {"cancelled": True}, ADMINS),
+    ("GET", "/api/alert/", None, EVERYONE),
+    ("PATCH", "/api/alert/{alert}/", {"dismissed": True}, ADMINS),
+    ("GET", "/api/audit_log/", None, {"superusers"}),
+    ("POST", "/api/test_host/", {"address": "192.0.2.1:1", "root_pw": "x"}, ADMINS),
+    ("GET", "/metrics", None, EVERYONE),
+]
+
+
+@pytest.fixture
+def world(admin, accounts_reset, make_user):
+    """Objects to act on, and one client per group (None: anonymous)."""
+    other = admin.post("/api/user/", {"username": "target", "password1": "target-pass-1",
+                                      "password2": "target-pass-1"})
+    token = admin.post("/api/registration_token/", {"profile": "compute_node"})
+
+    def host_and_alert():
+        profile = ServerProfile.get(ServerProfile.name == "compute_node")
+        host = Host.create(fqdn="perm.example", nodename="perm", server_profile=profile,
+                           state="working", roles=",compute,")
+        alerts.raise_alert("HostContactAlert", "WARNING", "lost", "host", host.id, host.fqdn)
+        return host.id, Alert.get(Alert.alert_item_id == host.id).id
+
+    host_id, alert_id = accounts_reset.db(host_and_alert)
+    clients = {g: make_user(f"u-{g}", g) for g in GROUPS if g}
+    clients[None] = Client(accounts_reset.url, verify=accounts_reset.ca_path, retries=1)
+    ids = {"user": other["id"], "host": host_id, "token": token["id"], "alert": alert_id}
+    return clients, ids
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX,
+                         ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+def test_permission_matrix(world, method, path, body, allowed):
+    clients, ids = world
+    # refused groups first: an allowed DELETE would leave the others nothing to be refused on
+    for group in sorted(GROUPS, key=lambda g: g in allowed):
+        status = answer(clients[group], method, path.format(**ids), body)
+        if group in allowed:
+            assert status not in (401, 403), f"{group} refused {method} {path}: {status}"
+        else:
+            assert status == (401 if group is None else 403), \
+                f"{group or 'anonymous'} got {status} for {method} {path}"
+
+
+def answer(client, method, path, body):
+    try:
+        response = client.request(method, path, json_body=body)
+    except ShepherdError as exc:
+        return exc.status
+    return response.status_code
