@@ -66,6 +66,7 @@ def accounts_reset(manager: RunningManager, password_hashes: dict[str, str]) -> 
         admin = User.create(username="admin", password_hash=password_hashes[ADMIN_PASSWORD])
         UserGroup.create(user=admin, group=Group.get(Group.name == "superusers"))
     manager.db(reset)
+    manager.manager.ctx.throttle.clear()
     return manager
 
 

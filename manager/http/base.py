@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import tornado.web
 
 from manager import logs
+from manager.domain import accounts
 from manager.domain.accounts import Principal
 from manager.domain.errors import AuthenticationFailed
 from manager.http import errors
@@ -140,6 +141,19 @@ class BaseHandler(tornado.web.RequestHandler):
                                status, "refused" if status >= 400 else "ok")
         future = asyncio.ensure_future(task)
         future.add_done_callback(_log_audit_failure)
+
+    async def login(self, username: str, password: str) -> Any:
+        """Check a password under the failed-login throttle; the User, or raises
+        AuthenticationFailed / Throttled."""
+        address = self.request.remote_ip or ""
+        self.ctx.throttle.check(username, address)
+        try:
+            user = await self.ctx.db.run(accounts.authenticate, username, password)
+        except AuthenticationFailed:
+            self.ctx.throttle.failed(username, address)
+            raise
+        self.ctx.throttle.succeeded(username)
+        return user
 
     def require_superuser(self) -> Principal:
         if self.principal is None or not self.principal.is_superuser:

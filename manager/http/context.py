@@ -9,6 +9,7 @@ import time
 from manager.agents.sessions import SessionRegistry
 from manager.config import Config
 from manager.db.executor import DatabaseExecutor
+from manager.domain.throttle import LoginThrottle
 from manager.engine.dispatch import Dispatcher
 from manager.http.auth import Authenticator
 from manager.ops.metrics import Metrics
@@ -24,6 +25,7 @@ class AppContext:
     dispatcher: Dispatcher
     sessions: SessionRegistry
     metrics: Metrics | None = None
+    throttle: LoginThrottle | None = None
     http_port: int = 0
     agent_port: int = 0
     registration_port: int = 0
@@ -33,6 +35,10 @@ class AppContext:
     def __post_init__(self) -> None:
         # resolved once: getfqdn() asks DNS, which can take tens of milliseconds
         self.public_host = self.config.public_host or socket.getfqdn()
+        if self.throttle is None:
+            self.throttle = LoginThrottle(self.config.login_failures_per_user,
+                                          self.config.login_failures_per_address,
+                                          self.config.login_lockout_seconds)
 
     def public_url(self) -> str:
         """The REST URL agents and clients should use (for register commands)."""

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 from manager.domain import accounts
 from manager.domain.errors import AuthenticationFailed
+from manager.domain.throttle import Throttled
 from manager.http.base import BaseHandler
 
 
@@ -27,9 +28,12 @@ class TokenHandler(BaseHandler):
         if not form.get("username") or not form.get("password"):
             return self._oauth_error(400, "invalid_request", "username and password are required.")
         try:
-            user = await self.ctx.db.run(accounts.authenticate, form["username"], form["password"])
+            user = await self.login(form["username"], form["password"])
         except AuthenticationFailed:
             return self._oauth_error(400, "invalid_grant", "Invalid username or password.")
+        except Throttled as exc:
+            self.set_header("Retry-After", str(int(exc.retry_after) + 1))
+            return self._oauth_error(429, "slow_down", str(exc))
         token, ttl = await self.audited_write("login", "token", None, {"username": user.username},
                                               accounts.issue_token, user,
                                               self.ctx.config.token_ttl, self.request.remote_ip or "")

@@ -170,3 +170,28 @@ def test_session_key_is_renewed_at_login(accounts_reset):
     session.post(accounts_reset.url + "/api/session/",
                  json={"username": "admin", "password": ADMIN_PASSWORD}).raise_for_status()
     assert session.cookies["sessionid"] != before
+
+
+def test_repeated_failures_lock_the_name_out_even_for_the_right_password(accounts_reset):
+    session = raw(accounts_reset)
+    url = accounts_reset.url + "/auth/token"
+    for _ in range(5):
+        r = session.post(url, data={"grant_type": "password", "username": "admin", "password": "guess"})
+        assert r.status_code == 400
+    r = session.post(url, data={"grant_type": "password", "username": "admin",
+                                "password": ADMIN_PASSWORD})
+    assert r.status_code == 429 and r.json()["error"] == "slow_down"
+    assert 1 <= int(r.headers["Retry-After"]) <= 31
+    cookie_login = open_session(accounts_reset)
+    r = cookie_login.post(accounts_reset.url + "/api/session/",
+                          json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 429 and "Too many failed logins" in r.json()["__all__"]
+    accounts_reset.manager.ctx.throttle.clear()
+    Client(accounts_reset.url, verify=accounts_reset.ca_path).login("admin", ADMIN_PASSWORD)
+
+
+def test_session_login_fields_must_be_strings(accounts_reset):
+    session = open_session(accounts_reset)
+    r = session.post(accounts_reset.url + "/api/session/", json={"username": ["admin"], "password": 5})
+    assert r.status_code == 400
+    assert r.json() == {"username": "Must be a string.", "password": "Must be a string."}

@@ -11,6 +11,7 @@ import secrets
 
 from manager.domain import accounts
 from manager.domain.errors import AuthenticationFailed
+from manager.domain.throttle import Throttled
 from manager.http.base import BaseHandler
 from manager.http.errors import ApiError
 from manager.http.iml.accounts import UserResource
@@ -35,10 +36,16 @@ class SessionHandler(BaseHandler):
         missing = {f: "This field is required." for f in ("username", "password") if not body.get(f)}
         if missing:
             raise ApiError(400, missing)
+        wrong = {f: "Must be a string." for f in ("username", "password")
+                 if not isinstance(body[f], str)}
+        if wrong:
+            raise ApiError(400, wrong)
         try:
-            user = await self.ctx.db.run(accounts.authenticate, body["username"], body["password"])
+            user = await self.login(body["username"], body["password"])
         except AuthenticationFailed:
             raise ApiError(403, "Authentication Failed.") from None
+        except Throttled as exc:
+            raise ApiError(429, str(exc), {"Retry-After": str(int(exc.retry_after) + 1)}) from None
         csrf = self.get_cookie("csrftoken") or secrets.token_hex(16)
         old_key = self.get_cookie("sessionid")
         if old_key:
