@@ -155,11 +155,6 @@ class BaseHandler(tornado.web.RequestHandler):
         self.ctx.throttle.succeeded(username)
         return user
 
-    def require_superuser(self) -> Principal:
-        if self.principal is None or not self.principal.is_superuser:
-            raise errors.ApiError(403, "Only superusers may do this.")
-        return self.principal
-
     # --- JSON in and out ---------------------------------------------------------------
 
     def json_body(self) -> dict[str, Any]:
@@ -230,7 +225,10 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 def _parse_quietly(body: bytes) -> Any:
-    """The request body for an audit summary: JSON if it is, else a form, else its size."""
+    """The request body for an audit summary: JSON if it is, else a form, else its size
+    (a large refused body is not parsed at all: this runs on the event loop)."""
+    if len(body) > 65536:
+        return {"body_bytes": len(body)}
     try:
         return json.loads(body) if body else {}
     except ValueError:
