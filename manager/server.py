@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import uuid
 
 import prometheus_client
 import tornado.httpserver
@@ -20,8 +21,10 @@ from manager.db import base as dbbase
 from manager.db.executor import DatabaseExecutor
 from manager.db.hosts import Host
 from manager.db.migrations import migrate
-from manager.domain import accounts
+from manager.domain import accounts, host_lifecycle  # noqa: F401 - declares the host jobs
+from manager.engine import registry
 from manager.engine.dispatch import Dispatcher
+from manager.engine.runner import Engine
 from manager.files import ensure_private_dir, write_atomic
 from manager.http.app import make_app
 from manager.http.auth import Authenticator
@@ -66,11 +69,14 @@ class Manager:
         ca.ensure_server_certificate(cfg.server_name_list() + ([cfg.public_host] if cfg.public_host else []))
         sessions = SessionRegistry()
         dispatcher = Dispatcher(db, sessions, metrics, cfg.audit)
+        engine = Engine(db, dispatcher, registry.default, self._instance_id(), cfg.audit)
+        engine.listeners.append(self._state_changed)
         self.ctx = AppContext(cfg, db, Authenticator(db, cfg.auth_cache_ttl), ca, dispatcher,
-                              sessions, metrics)
+                              sessions, engine, metrics)
         await self._start_agent_server(db, ca, dispatcher, sessions)
         self._start_http(ca)
         dispatcher.start()
+        engine.start()
         self._start_operability(db, metrics, sessions)
         if cfg.simulated_agents:
             self.simulated = SimulatedAgents(self.ctx, cfg.simulated_agents)
@@ -87,6 +93,22 @@ class Manager:
         self.housekeeping = Housekeeping(db, metrics, cfg.audit_retention_days if cfg.audit else None)
         self.housekeeping.start()
 
+    def _instance_id(self) -> str:
+        """This manager's name in job claims, kept across restarts so that its own jobs are
+        resumed at once (another manager's wait for their lease to run out)."""
+        path = os.path.join(self.config.state_dir, "manager-id")
+        try:
+            with open(path, encoding="ascii") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            instance = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+            write_atomic(path, instance.encode() + b"\n", 0o600)
+            return instance
+
+    def _state_changed(self, object_type: str, object_id: int, state: str) -> None:
+        if object_type == "host" and state == "removed":
+            self.ctx.sessions.disconnect(object_id)  # its certificate is revoked: end the stream
+
     async def _initial_admin(self, db: DatabaseExecutor) -> None:
         password = await db.run(accounts.create_initial_admin)
         if password is not None:
@@ -98,7 +120,8 @@ class Manager:
                                   dispatcher: Dispatcher, sessions: SessionRegistry) -> None:
         cfg = self.config
         self.presence = Presence(db, sessions, cfg.contact_timeout, metrics=self.ctx.metrics)
-        servicer = AgentServicer(db, ca, dispatcher, sessions, self.presence, cfg.heartbeat_interval)
+        servicer = AgentServicer(db, ca, dispatcher, sessions, self.presence, cfg.heartbeat_interval,
+                                 on_registered=self.ctx.engine.wake)
         self.grpc_server, self.ctx.agent_port, self.ctx.registration_port = build_server(
             ca, servicer, cfg.address, cfg.agent_port, cfg.registration_port)
         await self.grpc_server.start()
@@ -136,6 +159,7 @@ class Manager:
         if self.housekeeping is not None:
             await self.housekeeping.stop()
         if self.ctx is not None:
+            await self.ctx.engine.stop()
             await self.ctx.dispatcher.stop()
             if self.presence is not None:
                 await self.presence.stop()

@@ -124,6 +124,15 @@ class Lan:
                  timeout: float = 30) -> Any:
         return self.wait(self.submit(host_id, name, args, timeout), timeout)
 
+    def wait_command(self, command: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        """Poll a command until it is complete; returns its final document."""
+        return wait_until(lambda: (c := self.admin.get(command["resource_uri"]))["complete"] and c,
+                          timeout, f"command {command['id']} ({command['message']})")
+
+    def remove(self, host_id: int) -> dict[str, Any]:
+        """DELETE the host and wait for the removal command to finish."""
+        return self.wait_command(self.admin.delete(f"/api/host/{host_id}/")["command"])
+
     def host(self, host_id: int) -> dict[str, Any] | None:
         found = self.admin.get("/api/host/", id=host_id)["objects"]
         return found[0] if found else None

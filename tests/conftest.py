@@ -14,6 +14,7 @@ import pytest
 from api.client import Client
 from manager.db.accounts import ApiToken, Group, User, UserGroup, WebSession
 from manager.db.audit import AuditRecord
+from manager.db.engine import Command, CommandJob, Job, JobLock, JobWait, Step
 from manager.db.hosts import Action, Alert, Host, RegistrationToken
 from manager.domain import passwords
 from tests.manager_process import RunningManager
@@ -60,7 +61,8 @@ def manager(request: pytest.FixtureRequest,
 def accounts_reset(manager: RunningManager, password_hashes: dict[str, str]) -> RunningManager:
     """Empty the account tables and create ``admin`` (a superuser) afresh."""
     def reset() -> None:
-        for model in (AuditRecord, Alert, Action, Host, RegistrationToken, WebSession, ApiToken,
+        for model in (Step, JobLock, JobWait, CommandJob, Job, Command, AuditRecord, Alert,
+                      Action, Host, RegistrationToken, WebSession, ApiToken,
                       UserGroup, User):
             model.delete().execute()
         admin = User.create(username="admin", password_hash=password_hashes[ADMIN_PASSWORD])

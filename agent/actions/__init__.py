@@ -43,6 +43,27 @@ class Machine(Protocol):
         """The inventory as a dict shaped like the proto ``Inventory`` (may block)."""
         ...
 
+    def has_command(self, name: str) -> bool:
+        """Whether ``name`` is an executable on PATH (cheap; may run inline)."""
+        ...
+
+    async def kernel_module_state(self, name: str, timeout: float | None) -> str:
+        """"loaded", "available" (could be loaded) or "absent"; raises ``TimeoutError``
+        when finding out takes longer than ``timeout`` seconds (None: no limit)."""
+        ...
+
+    def has_device(self, path: str) -> bool:
+        """Whether the device node ``path`` exists (cheap; may run inline)."""
+        ...
+
+    def ntp_synchronized(self) -> bool | None:
+        """The kernel's view of clock synchronisation; None when it cannot be told."""
+        ...
+
+    def now(self) -> float:
+        """This machine's clock, in seconds since the epoch."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class ActionContext:
@@ -134,5 +155,5 @@ def _parse_args(args_json: str, spec: ActionSpec) -> tuple[dict[str, Any], str |
 
 def default_registry() -> Registry:
     """The actions a real agent offers (imported here: those modules import this one)."""
-    from agent.actions import diagnostics, report
-    return Registry.from_modules([diagnostics, report])
+    from agent.actions import diagnostics, host, report
+    return Registry.from_modules([diagnostics, host, report])

@@ -20,7 +20,7 @@ import time
 import grpc
 
 from agent import __version__, identity, inventory
-from agent.actions import Registry, diagnostics, report
+from agent.actions import Registry, diagnostics, host, report
 from agent.config import AgentConfig
 from agent.connection import AgentConnection
 from agent.protocol import PROTOCOL_VERSION
@@ -105,7 +105,7 @@ class Fleet:
         """Start every agent's stream, ``wave`` at a time; returns seconds until all are up
         (or the last wave timed out)."""
         raise_fd_limit(len(self.agents) + 1024)
-        registry = Registry.from_modules([diagnostics, report])
+        registry = Registry.from_modules([diagnostics, host, report])
         start = time.monotonic()
         for first in range(0, len(self.agents), wave):
             batch = self.agents[first:first + wave]

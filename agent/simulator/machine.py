@@ -1,4 +1,6 @@
-"""The simulated hardware behind a simulated agent: what its inventory reports."""
+"""The simulated hardware behind a simulated agent: what its inventory reports and what the
+``host.validate`` checks find, answered from fields (no real I/O, so that 10,000 simulated
+agents in one process stay cheap)."""
 
 from __future__ import annotations
 
@@ -36,7 +38,12 @@ class MemoryOutbox:
 
 @dataclasses.dataclass
 class SimulatedMachine:
-    """One simulated node: a fixed hardware description numbered by ``index``."""
+    """One simulated node: a fixed hardware description numbered by ``index``.
+
+    By default it has every command, kernel module and device asked for; ``missing`` names
+    the ones it lacks. ``clock_offset`` skews its clock (seconds) and ``clock_synchronized``
+    is what it says of NTP.
+    """
 
     fqdn: str
     index: int
@@ -44,6 +51,9 @@ class SimulatedMachine:
     memory_bytes: int = 256 * 2**30
     disks: int = 2
     boot_time: int = dataclasses.field(default_factory=lambda: int(time.time()) - 3600)
+    missing: frozenset[str] = frozenset()
+    clock_offset: float = 0.0
+    clock_synchronized: bool | None = True
 
     def inventory(self) -> dict[str, Any]:
         octets = f"{(self.index >> 8) & 0xFF}.{self.index & 0xFF}"
@@ -57,6 +67,21 @@ class SimulatedMachine:
             "interfaces": [{"name": "eth0", "mac_address": _mac(self.index),
                             "addresses": [f"10.200.{octets}/16"], "up": True, "mtu": 9000}],
         }
+
+    def has_command(self, name: str) -> bool:
+        return name not in self.missing
+
+    async def kernel_module_state(self, name: str, timeout: float | None) -> str:
+        return "absent" if name in self.missing else "loaded"
+
+    def has_device(self, path: str) -> bool:
+        return path not in self.missing
+
+    def ntp_synchronized(self) -> bool | None:
+        return self.clock_synchronized
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
 
 
 def _mac(index: int) -> str:

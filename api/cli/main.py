@@ -12,7 +12,17 @@ from typing import Any
 import click
 
 from api import __version__
-from api.cli import alerts, audit, auth, completion, hosts, tokens, users
+from api.cli import (
+    alerts,
+    audit,
+    auth,
+    commands,
+    completion,
+    hosts,
+    jobs,
+    tokens,
+    users,
+)
 from api.cli.config import ConfigError
 from api.cli.credentials import Options, login_command
 from api.client import ShepherdError
@@ -58,7 +68,7 @@ def api_failure(exc: ShepherdError, options: Options | None) -> str:
 @click.option("--insecure", is_flag=True, help="Do not verify the manager's certificate.")
 @click.pass_context
 def main(ctx: click.Context, context: str | None, ca_file: str | None, insecure: bool) -> None:
-    """Shepherd's admin command line: users, registration tokens, hosts, alerts, audit log.
+    """Shepherd's admin command line: users, registration tokens, hosts, commands, alerts, audit.
 
     Log in once with `shepherd login`; the token is kept in ~/.config/shepherd/config.toml
     under a named context. SHEPHERD_URL and SHEPHERD_TOKEN override the context's URL and
@@ -74,7 +84,7 @@ def main(ctx: click.Context, context: str | None, ca_file: str | None, insecure:
 
 
 for _command in (auth.login, auth.logout, auth.context, users.user, tokens.token, hosts.host,
-                 alerts.alert, audit.audit, completion.completion):
+                 commands.command, jobs.job, alerts.alert, audit.audit, completion.completion):
     main.add_command(_command)
 
 

@@ -5,7 +5,9 @@ JSON is exactly what the API returned — a list command prints the objects of a
 one array — so ``jq`` sees the documented fields. Tables are for reading: a few columns per
 noun (more with ``-o wide``), times relative to now, colour only on a terminal, free-text
 cells cut with an ellipsis to fit a terminal (never in a pipe), and no trailing blanks, so
-``grep`` and ``diff`` work on them. This is the only module that uses ``rich``.
+``grep`` and ``diff`` work on them. ``Progress`` shows a table that changes while a command
+runs: redrawn in place on a terminal, one line per change elsewhere. This is the only module
+that uses ``rich``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import functools
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import click
 from rich.cells import cell_len
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -94,15 +97,20 @@ def table_text(objects: list[dict], columns: list[Column], wide: bool = False,
     never are, so a very narrow terminal wraps the lines instead. In a pipe and with
     ``wide`` nothing is cut.
     """
+    return render(_filled(objects, columns, wide, width or _terminal_width(), now), UNBOUNDED)
+
+
+def _filled(objects: list[dict], columns: list[Column], wide: bool, width: int | None,
+            now: datetime.datetime | None) -> Table:
+    """The rich table of ``objects``, its free-text cells cut to fit ``width`` (if any)."""
     shown = [c for c in columns if wide or not c.wide]
     now = now or _now()
     rows = [[_cell(c, obj, now) for c in shown] for obj in objects]
-    width = width or _terminal_width()
     limits = _fit(shown, rows, width) if width and not wide else {}
     table = _table([c.header for c in shown], limits)
     for row in rows:
         table.add_row(*row)
-    return render(table, UNBOUNDED)
+    return table
 
 
 def detail_text(obj: dict, rows: list[Column], wide: bool = False, width: int | None = None,
@@ -114,6 +122,50 @@ def detail_text(obj: dict, rows: list[Column], wide: bool = False, width: int | 
         if wide or not row.wide:
             table.add_row(Text(row.header, style="bold"), _cell(row, obj, now, detail=True))
     return render(table, width or _terminal_width() or UNBOUNDED)
+
+
+class Progress:
+    """A table that changes while something runs, such as a command's jobs and steps.
+
+    On a terminal it is redrawn in place (rich ``Live``) under a title and a status line.
+    Elsewhere — a pipe, a CI log, a test — nothing is redrawn: the title and each row are
+    printed as one line (``line(row)``) when they first appear or change, so a log keeps
+    every change once. Rows are told apart by their ``"key"``. ``quiet`` shows nothing.
+    """
+
+    def __init__(self, columns: list[Column], line: Callable[[dict], str],
+                 wide: bool = False, quiet: bool = False) -> None:
+        self.columns = columns
+        self.line = line
+        self.wide = wide
+        self.quiet = quiet
+        self.console = Console(highlight=False)
+        self.live: Live | None = None
+        self.printed: dict[str, str] = {}
+
+    def __enter__(self) -> Self:
+        if self.console.is_terminal and not self.quiet:
+            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def show(self, title: str, rows: list[dict], status: str = "") -> None:
+        """Draw the latest state; ``status`` ("running for 12s") appears only on a terminal."""
+        if self.quiet:
+            return
+        if self.live is not None:
+            table = _filled(rows, self.columns, self.wide, self.console.width, None)
+            status_line = [Text(status, style="dim")] if status else []
+            self.live.update(Group(Text(title, style="bold"), table, *status_line), refresh=True)
+            return
+        for key, text in [("", title)] + [(row["key"], self.line(row)) for row in rows]:
+            if self.printed.get(key) != text:
+                self.printed[key] = text
+                click.echo(text)
 
 
 def render(renderable: Any, width: int) -> str:

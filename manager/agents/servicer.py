@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import grpc
 from cryptography import x509
@@ -17,7 +18,7 @@ from google.protobuf import json_format
 from manager.agents.presence import Presence
 from manager.agents.sessions import AgentSession, SessionRegistry
 from manager.db.executor import DatabaseExecutor, DatabaseUnavailable
-from manager.domain import hosts
+from manager.domain import host_lifecycle, hosts
 from manager.domain.errors import Conflict, PermissionDenied, ValidationError
 from manager.engine.dispatch import Dispatcher, IncomingResult
 from manager.pki import CertificateAuthority
@@ -31,13 +32,14 @@ HELLO_TIMEOUT = 30.0
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, db: DatabaseExecutor, ca: CertificateAuthority, dispatcher: Dispatcher,
                  registry: SessionRegistry, presence: Presence, heartbeat_interval: int,
-                 max_handshakes: int = 64) -> None:
+                 max_handshakes: int = 64, on_registered: Callable[[], None] = lambda: None) -> None:
         self.db = db
         self.ca = ca
         self.dispatcher = dispatcher
         self.registry = registry
         self.presence = presence
         self.heartbeat_interval = heartbeat_interval
+        self.on_registered = on_registered  # the host's set-up command was stored: run it
         # admission control: a reconnect storm of 10,000 agents must not starve the loop
         self._handshakes = asyncio.Semaphore(max_handshakes)
 
@@ -50,7 +52,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             version=request.version, address=request.address or _peer_address(context),
             inventory=inventory)
         try:
-            host = await self.db.run(hosts.register, reg, self.ca.sign_agent_csr)
+            host, command_id = await self.db.run(host_lifecycle.register, reg, self.ca.sign_agent_csr)
         except hosts.RegistrationRefused as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
         except ValidationError as exc:
@@ -59,7 +61,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, exc.message)
         except DatabaseUnavailable:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
-        log.info("registered host %s (id %d, profile %s)", host.fqdn, host.id, host.server_profile.name)
+        self.on_registered()
+        log.info("registered host %s (id %d, profile %s); set-up is command %d", host.fqdn,
+                 host.id, host.server_profile.name, command_id)
         return agent_pb2.RegisterResponse(host_id=host.id, certificate_pem=host.certificate_pem,
                                           ca_pem=self.ca.ca_pem)
 

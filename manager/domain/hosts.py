@@ -21,7 +21,7 @@ from manager.db.base import utcnow
 from manager.db.hosts import Action, Host, RegistrationToken, ServerProfile
 from manager.domain import alerts
 from manager.domain.accounts import Principal
-from manager.domain.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from manager.domain.errors import Conflict, PermissionDenied, ValidationError
 from manager.domain.permissions import require_administrator
 
 SECRET_ALPHABET = string.ascii_letters + string.digits
@@ -107,8 +107,9 @@ class Registration:
 Signer = Callable[[bytes, str], tuple[bytes, int]]
 
 
-def register(reg: Registration, sign: Signer) -> Host:
-    """Spend a credit, sign the CSR and create the host; all or nothing."""
+def register(reg: Registration, sign: Signer, initial_state: str) -> Host:
+    """Spend a credit, sign the CSR and create the host in ``initial_state``; all or
+    nothing (``host_lifecycle.register`` plans its set-up in the same transaction)."""
     _validate(reg)
     database = Host._meta.database
     try:
@@ -124,8 +125,8 @@ def register(reg: Registration, sign: Signer) -> Host:
             roles = sorted(set(profile_roles(profile)) | set(reg.roles))
             host = Host.create(
                 fqdn=reg.fqdn, nodename=reg.nodename, address=reg.address,
-                boot_time=_boot_time(reg.inventory), server_profile=profile,
-                state=profile.initial_state, roles="," + ",".join(roles) + ",",
+                boot_time=boot_time_of(reg.inventory), server_profile=profile,
+                state=initial_state, roles="," + ",".join(roles) + ",",
                 agent_version=reg.version, inventory=json.dumps(reg.inventory),
                 cert_serial=str(serial), install_method="agent", token=token)
     except peewee.IntegrityError:
@@ -168,7 +169,7 @@ def _spend_credit(secret: str) -> RegistrationToken:
     raise RegistrationRefused("registration token has no credits left")
 
 
-def _boot_time(inventory: dict[str, Any]) -> datetime.datetime | None:
+def boot_time_of(inventory: dict[str, Any]) -> datetime.datetime | None:
     value = inventory.get("boot_time")  # protobuf's JSON form carries int64 as a string
     if isinstance(value, str) and value.isdigit():
         value = int(value)
@@ -192,7 +193,7 @@ def record_hello(host_id: int, version: str, inventory: dict[str, Any]) -> None:
                                "last_contact": utcnow()}
     if inventory:
         changes["inventory"] = json.dumps(inventory)
-        changes["boot_time"] = _boot_time(inventory)
+        changes["boot_time"] = boot_time_of(inventory)
     Host.update(changes).where(Host.id == host_id).execute()
     alerts.end_alert(CONTACT_ALERT, "host", host_id)
 
@@ -217,17 +218,12 @@ def raise_contact_lost(host_ids: list[int]) -> int:
     return raised
 
 
-def remove_host(principal: Principal | None, host_id: int) -> Host:
-    """Mark the host removed and revoke its certificate; its unfinished actions fail."""
-    if principal is not None:
-        require_administrator(principal, "remove hosts")
-    host = Host.get_or_none(Host.id == host_id)
-    if host is None or host.state == REMOVED:
-        raise NotFound(f"host {host_id} does not exist")
+def mark_removed(host_id: int) -> None:
+    """Mark the host removed and revoke its certificate; its unfinished actions fail (the
+    caller closes its stream once this commits). Idempotent."""
     with Host._meta.database.atomic():
         Host.update(state=REMOVED, cert_revoked=True, connected=False,
-                    state_modified_at=utcnow()).where(Host.id == host_id).execute()
+                    state_modified_at=utcnow()).where(Host.id == host_id, Host.state != REMOVED).execute()
         (Action.update(state="failed", error="host removed", finished_at=utcnow())
          .where(Action.host == host_id, Action.state.in_(("queued", "sent"))).execute())
         alerts.end_alert(CONTACT_ALERT, "host", host_id)
-    return host

@@ -18,6 +18,7 @@ import logging
 import uuid
 from typing import Any, Protocol
 
+from manager.db import fastsql
 from manager.db.audit import AuditRecord
 from manager.db.base import utcnow
 from manager.db.executor import DatabaseExecutor
@@ -104,25 +105,42 @@ class Dispatcher:
     async def submit_many(self, host_ids: list[int], name: str, args: dict[str, Any] | None = None,
                           timeout: float = 300.0, caused_by: str = "") -> list[str]:
         """Queue the same action for many hosts in one transaction (a fan-out)."""
+        rows = self.new_rows(host_ids, name, args, timeout, caused_by)
+        await self.db.run(insert_actions, rows, self.audit_enabled)
+        self.inserted(rows)
+        return [row["id"] for row in rows]
+
+    def new_rows(self, host_ids: list[int], name: str, args: dict[str, Any] | None = None,
+                 timeout: float = 300.0, caused_by: str = "") -> list[dict[str, Any]]:
+        """Action rows to insert (with ``insert_actions``, maybe inside a caller's own
+        transaction) and then hand to ``inserted``. Safe on any thread."""
         args_json = json.dumps(args or {})
         if len(args_json) > MAX_ARGS_BYTES:
             raise ValidationError({"args": f"Arguments exceed {MAX_ARGS_BYTES} bytes."})
-        deadline = utcnow() + datetime.timedelta(seconds=timeout)
-        connected = {h for h in host_ids if self.transport.is_connected(h)}
-        rows = [{"id": uuid.uuid4().hex, "host": h, "name": name, "args": args_json,
-                 "deadline": deadline, "caused_by": caused_by, "created_at": utcnow(),
-                 "state": "sent" if h in connected else "queued",
-                 "sent_at": utcnow() if h in connected else None} for h in host_ids]
-        await self.db.run(_insert_actions, rows, self.audit_enabled)
+        now = utcnow()
+        deadline = now + datetime.timedelta(seconds=timeout)
+        rows = []
+        for h in host_ids:
+            connected = self.transport.is_connected(h)
+            rows.append({"id": uuid.uuid4().hex, "host": h, "name": name, "args": args_json,
+                         "deadline": deadline, "caused_by": caused_by, "created_at": now,
+                         "state": "sent" if connected else "queued",
+                         "sent_at": now if connected else None})
+        return rows
+
+    def inserted(self, rows: list[dict[str, Any]]) -> None:
+        """After the rows' transaction committed: count them and send those whose agent is
+        connected (the others go when it connects)."""
+        if not rows:
+            return
         if self.metrics is not None:
-            self.metrics.actions_dispatched.labels(self.metrics.action_label(name)).inc(len(rows))
+            for row in rows:
+                self.metrics.actions_dispatched.labels(self.metrics.action_label(row["name"])).inc()
             self.metrics.actions_in_flight.inc(len(rows))
-        deadline_ms = _epoch_ms(deadline)
         for row in rows:
-            if row["host"] in connected:
-                spec = ActionSpec(row["id"], name, args_json, deadline_ms)
+            if row["state"] == "sent":
+                spec = ActionSpec(row["id"], row["name"], row["args"], _epoch_ms(row["deadline"]))
                 self.transport.deliver(row["host"], [spec])
-        return [row["id"] for row in rows]
 
     async def dispatch(self, host_id: int, name: str, args: dict[str, Any] | None = None,
                        timeout: float = 300.0, caused_by: str = "") -> ActionOutcome:
@@ -130,18 +148,24 @@ class Dispatcher:
         action_id = await self.submit(host_id, name, args, timeout, caused_by)
         return await self.wait(action_id)
 
-    async def wait(self, action_id: str, timeout: float | None = None) -> ActionOutcome:
+    async def wait(self, action_id: str, timeout: float | None = None,
+                   fresh: bool = False) -> ActionOutcome:
         """The outcome of an action; polls the database as a fallback (another manager may
-        hold the agent's stream)."""
+        hold the agent's stream). ``fresh``: the caller just submitted the action, so no
+        result can be stored yet and the first read is skipped."""
         async with asyncio.timeout(timeout):
             while True:
                 future = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(action_id, []).append(future)
                 try:
-                    outcome = await self.db.run(_outcome, action_id)
-                    if outcome is not None:
-                        return outcome
+                    if not fresh:
+                        outcome = await self.db.run(_outcome, action_id)
+                        if outcome is not None:
+                            return outcome
+                    fresh = False
                     await asyncio.wait([future], timeout=2.0)
+                    if future.done() and future.result() is not None:
+                        return future.result()
                 finally:
                     self._forget_waiter(action_id, future)
 
@@ -167,14 +191,19 @@ class Dispatcher:
 
     async def cancel(self, action_id: str, reason: str = "cancelled") -> bool:
         """Fail an unfinished action and ask its agent to stop it."""
-        row = await self.db.run(_fail, action_id, reason, self.audit_enabled)
+        row = await self.db.run(fail_action, action_id, reason, self.audit_enabled)
         if row is None:
             return False
-        host_id, name, created_at = row
-        self._count_finished([(name, created_at, "failed")])
-        self.transport.cancel(host_id, action_id)
-        self._resolve([action_id])
+        self.cancelled([(action_id, *row)])
         return True
+
+    def cancelled(self, rows: list[tuple[str, int, str, datetime.datetime]]) -> None:
+        """After ``fail_action`` committed (id, host, name, created_at): stop the actions on
+        their agents and wake their waiters."""
+        self._count_finished([(name, created_at, "failed") for _, _, name, created_at in rows])
+        for action_id, host_id, _, _ in rows:
+            self.transport.cancel(host_id, action_id)
+        self._resolve([action_id for action_id, _, _, _ in rows])
 
     def host_removed(self, host_id: int, action_ids: list[str]) -> None:
         self._resolve(action_ids)
@@ -189,8 +218,8 @@ class Dispatcher:
             while not self._results.empty() and len(batch) < 2000:
                 batch.append(self._results.get_nowait())
             try:
-                verdicts, finished = await self.db.run(_store_results, [(h, r) for h, r, _ in batch],
-                                                       self.audit_enabled)
+                verdicts, finished, states = await self.db.run(
+                    _store_results, [(h, r) for h, r, _ in batch], self.audit_enabled)
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for _, _, future in batch:
                     if not future.done():
@@ -201,7 +230,9 @@ class Dispatcher:
                     future.set_result(verdict)
             self._count_finished(finished)
             self._resolve([r.action_id for (_, r, _), v in zip(batch, verdicts, strict=True)
-                           if v == "stored"])
+                           if v == "stored"],
+                          {r.action_id: _outcome_of(r, states[r.action_id])
+                           for (_, r, _), v in zip(batch, verdicts, strict=True) if v == "stored"})
 
     async def _expire_loop(self, interval: float = 1.0) -> None:
         loop = asyncio.get_running_loop()
@@ -232,11 +263,14 @@ class Dispatcher:
             self.metrics.action_duration.labels(label).observe((now - created_at).total_seconds())
         self.metrics.actions_in_flight.dec(len(finished))
 
-    def _resolve(self, action_ids: list[str]) -> None:
+    def _resolve(self, action_ids: list[str],
+                 outcomes: dict[str, ActionOutcome] | None = None) -> None:
+        """Wake the waiters of these actions, handing over the outcome when it is known
+        (saves each waiter a read of what was just written)."""
         for action_id in action_ids:
             for future in self._waiters.get(action_id, []):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result((outcomes or {}).get(action_id))
 
 
 # --- database work (runs on a DB thread) ---------------------------------------------------
@@ -245,18 +279,25 @@ def _epoch_ms(when: datetime.datetime) -> int:
     return int(when.replace(tzinfo=datetime.UTC).timestamp() * 1000)
 
 
-def _insert_actions(rows: list[dict[str, Any]], audit_enabled: bool) -> None:
-    known = {h for (h,) in Host.select(Host.id).where(
-        Host.id.in_({r["host"] for r in rows}), Host.state != "removed").tuples()}
-    missing = {r["host"] for r in rows} - known
+def insert_actions(rows: list[dict[str, Any]], audit_enabled: bool) -> None:
+    """Insert action rows (and their audit rows); raises NotFound for a removed host."""
+    wanted = {r["host"] for r in rows}
+    if len(wanted) == 1:  # the engine's case, once per step: a prepared statement
+        cursor = Host._meta.database.execute_sql(
+            fastsql.sql("SELECT id FROM host WHERE id = ? AND state <> 'removed'", Host),
+            (next(iter(wanted)),))
+        known = {h for (h,) in cursor.fetchall()}
+    else:
+        known = {h for (h,) in Host.select(Host.id).where(
+            Host.id.in_(wanted), Host.state != "removed").tuples()}
+    missing = wanted - known
     if missing:
         raise NotFound(f"no such host: {', '.join(map(str, sorted(missing)))}")
     audit_rows = audit.action_rows(rows) if audit_enabled else []
     with Action._meta.database.atomic():
         for start in range(0, len(rows), 500):
-            Action.insert_many(rows[start:start + 500]).execute()
-            if audit_rows:
-                AuditRecord.insert_many(audit_rows[start:start + 500]).execute()
+            fastsql.insert(Action, rows[start:start + 500])
+            fastsql.insert(AuditRecord, audit_rows[start:start + 500])
 
 
 def _pending(host_id: int) -> list[ActionSpec]:
@@ -280,8 +321,9 @@ def _outcome(action_id: str) -> ActionOutcome | None:
 
 
 def _store_results(batch: list[tuple[int, IncomingResult]], audit_enabled: bool
-                   ) -> tuple[list[str], list[tuple[str, datetime.datetime, str]]]:
-    """Verdicts per result, and (name, created_at, outcome) of the actions finished now."""
+                   ) -> tuple[list[str], list[tuple[str, datetime.datetime, str]], dict[str, str]]:
+    """Verdicts per result, (name, created_at, outcome) of the actions finished now, and
+    the state each stored result gave its action."""
     ids = list({r.action_id for _, r in batch})
     finished: list[tuple[str, datetime.datetime, str]] = []
     outcomes: dict[str, list[str]] = {}
@@ -314,7 +356,7 @@ def _store_results(batch: list[tuple[int, IncomingResult]], audit_enabled: bool
             outcomes.setdefault(state, []).append(r.action_id)
         if audit_enabled and outcomes:
             audit.actions_finished(outcomes)
-    return verdicts, finished
+    return verdicts, finished, {i: state for state, ids in outcomes.items() for i in ids}
 
 
 def _store_batch(results: list[IncomingResult]) -> dict[str, str]:
@@ -336,6 +378,13 @@ def _store_batch(results: list[IncomingResult]) -> dict[str, str]:
     return {row[0]: row[1] for row in rows if row[0] in stored}
 
 
+def _outcome_of(r: IncomingResult, state: str) -> ActionOutcome:
+    """The outcome just stored for ``r`` (as ``_outcome`` would read it back)."""
+    _, _, result, error, console, _ = _row(r, utcnow())
+    return ActionOutcome(r.action_id, state, json.loads(result) if result else None, error,
+                         json.loads(console))
+
+
 def _row(r: IncomingResult, now: datetime.datetime) -> tuple:
     too_big = len(r.result_json) > MAX_RESULT_BYTES
     error = f"the result exceeds {MAX_RESULT_BYTES} bytes and was dropped" if too_big else r.error
@@ -344,8 +393,9 @@ def _row(r: IncomingResult, now: datetime.datetime) -> tuple:
     return (r.action_id, state, result, error[:10000], json.dumps(r.console)[:MAX_RESULT_BYTES], now)
 
 
-def _fail(action_id: str, reason: str, audit_enabled: bool
-          ) -> tuple[int, str, datetime.datetime] | None:
+def fail_action(action_id: str, reason: str, audit_enabled: bool
+                ) -> tuple[int, str, datetime.datetime] | None:
+    """Fail an unfinished action (host, name, created_at), or None if it had finished."""
     row = Action.get_or_none(Action.id == action_id)
     if row is None or row.state not in UNFINISHED:
         return None

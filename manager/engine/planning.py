@@ -34,46 +34,65 @@ class PlannedJob:
     id: int
     job: str
     key: ObjectKey
-    from_state: str
-    to_state: str
+    from_state: str | None
+    to_state: str | None
     verb: str | None
     reads: set[ObjectKey] = dataclasses.field(default_factory=set)
     writes: set[ObjectKey] = dataclasses.field(default_factory=set)
     wait_for: set[int] = dataclasses.field(default_factory=set)
 
 
-@dataclasses.dataclass
 class LockTable:
-    """The locks of every unfinished job, in the order the jobs were planned."""
+    """The locks of every unfinished job, in the order the jobs were planned.
 
-    jobs: list[PlannedJob] = dataclasses.field(default_factory=list)
-    next_id: int = 1
+    Indexed by object, so adding a job costs the number of objects it locks, not the number
+    of jobs queued (a command of 1,000 jobs plans in milliseconds)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, PlannedJob] = {}  # insertion order is planning order
+        self.next_id = 1
+        self._by_key: dict[ObjectKey, list[PlannedJob]] = {}
 
     def add(self, job: PlannedJob) -> None:
         job.wait_for = self._wait_for(job)
-        self.jobs.append(job)
+        self.jobs[job.id] = job
+        for key in job.reads | job.writes | {job.key}:
+            self._by_key.setdefault(key, []).append(job)
+        self.next_id = max(self.next_id, job.id + 1)
 
     def finish(self, job_id: int) -> None:
-        self.jobs = [j for j in self.jobs if j.id != job_id]
+        job = self.jobs.pop(job_id, None)
+        if job is None:
+            return
+        for key in job.reads | job.writes | {job.key}:
+            queued = self._by_key[key]
+            queued.remove(job)
+            if not queued:
+                del self._by_key[key]
 
     def write_locked(self, key: ObjectKey) -> bool:
-        return any(key in j.writes for j in self.jobs)
+        return any(key in j.writes for j in self._by_key.get(key, ()))
+
+    def holders(self, key: ObjectKey) -> list[PlannedJob]:
+        """The unfinished jobs locking ``key``, oldest first."""
+        return list(self._by_key.get(key, ()))
 
     def projected_state(self, key: ObjectKey, current: str) -> str:
         """The state the object will be in once its queued jobs ran (routes start there)."""
-        for job in self.jobs:
-            if job.key == key:
+        for job in self._by_key.get(key, ()):
+            if job.key == key and job.to_state is not None:
                 current = job.to_state
         return current
 
     def _wait_for(self, new: PlannedJob) -> set[int]:
         waits: set[int] = set()
         for key in new.reads | new.writes:
-            writer_index = max((i for i, j in enumerate(self.jobs) if key in j.writes), default=-1)
-            if writer_index >= 0:
-                waits.add(self.jobs[writer_index].id)
+            queued = self._by_key.get(key, [])
+            writer = max((i for i, j in enumerate(queued) if key in j.writes), default=-1)
+            if writer >= 0:
+                waits.add(queued[writer].id)
             if key in new.writes:
-                waits |= {j.id for j in self.jobs[writer_index + 1:] if key in j.reads}
+                waits |= {j.id for j in queued[writer + 1:] if key in j.reads}
         return waits
 
 
@@ -105,7 +124,6 @@ def _plan_into(planned: list[PlannedJob], locks: LockTable, key: ObjectKey, targ
                            requirements_of, depth + 1)
         job = PlannedJob(locks.next_id, hop.job, key, current, hop.to_state, hop.verb,
                          reads={n.key for n in needs}, writes={key})
-        locks.next_id += 1
         locks.add(job)
         planned.append(job)
         current = hop.to_state

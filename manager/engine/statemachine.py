@@ -24,9 +24,13 @@ class Transition:
 class InvalidTransition(ValueError):
     """No chain of jobs leads from the current state to the requested one."""
 
-    def __init__(self, current: str, target: str, allowed: list[str]) -> None:
+    def __init__(self, current: str, target: str, allowed: list[str],
+                 queued_to: str | None = None) -> None:
         offered = ", ".join(allowed) or "none"
-        super().__init__(f"Cannot go from '{current}' to '{target}'; available: {offered}")
+        where = f"'{current}'"
+        if queued_to is not None and queued_to != current:
+            where += f" (its queued jobs take it to '{queued_to}', where a new plan starts)"
+        super().__init__(f"Cannot go from {where} to '{target}'; available: {offered}")
         self.current, self.target, self.allowed = current, target, allowed
 
 
@@ -41,6 +45,10 @@ class StateMachine:
         targets = {t.to_state for t in self.transitions}
         if self.initial not in targets | {s for t in self.transitions for s in t.from_states}:
             raise ValueError(f"{self.name}: initial state {self.initial!r} is in no transition")
+        object.__setattr__(self, "_chains", {})  # per state: the table never changes
+
+    def transition_for(self, job: str) -> Transition | None:
+        return next((t for t in self.transitions if t.job == job), None)
 
     def states(self) -> set[str]:
         return ({self.initial} | {t.to_state for t in self.transitions}
@@ -68,6 +76,12 @@ class StateMachine:
 
     def _shortest_chains(self, current: str) -> dict[str, list[Transition]]:
         """Breadth-first over the table: the first chain found to a state is a shortest one."""
+        cache: dict[str, dict[str, list[Transition]]] = self._chains  # type: ignore[attr-defined]
+        if current not in cache:
+            cache[current] = self._search(current)
+        return cache[current]
+
+    def _search(self, current: str) -> dict[str, list[Transition]]:
         chains: dict[str, list[Transition]] = {}
         queue = collections.deque([(current, [])])
         seen = {current}
@@ -82,22 +96,3 @@ class StateMachine:
 
     def _leaving(self, state: str) -> Iterable[Transition]:
         return (t for t in self.transitions if state in t.from_states)
-
-
-# IML 4.x's host lifecycle (iml-notes §1); the LNet states come with the Lustre capability.
-HOST = StateMachine(
-    name="host",
-    initial="unconfigured",
-    transitions=(
-        Transition(("undeployed",), "DeployHostJob", "unconfigured", "Deploy agent"),
-        Transition(("unconfigured",), "InstallHostPackagesJob", "packages_installed",
-                   "Continue Server Configuration"),
-        Transition(("packages_installed",), "SetupHostJob", "managed", "Setup managed server"),
-        Transition(("packages_installed",), "SetupMonitoredHostJob", "monitored",
-                   "Setup monitored server"),
-        Transition(("packages_installed",), "SetupWorkerJob", "working", "Setup worker node"),
-        Transition(("unconfigured", "monitored"), "RemoveUnconfiguredHostJob", "removed", "Remove"),
-        Transition(("managed", "working"), "RemoveManagedHostJob", "removed", "Remove"),
-    ),
-    immutable_states=("removed",),
-)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import tornado.web
@@ -12,6 +11,7 @@ from manager.http.context import AppContext
 from manager.http.iml.accounts import GroupResource, UserResource
 from manager.http.iml.alerts import AlertResource
 from manager.http.iml.audit_log import AuditLogResource
+from manager.http.iml.commands import CommandResource, JobResource, StepResource
 from manager.http.iml.handlers import routes as iml_routes
 from manager.http.iml.hosts import HostResource, ServerProfileResource
 from manager.http.iml.registration import RegistrationTokenResource
@@ -32,14 +32,10 @@ access_log = logging.getLogger("shepherd.access")
 
 
 def iml_resources(ctx: AppContext) -> list[Resource]:
-    loop = asyncio.get_running_loop()
-
-    def host_removed(host_id: int) -> None:  # from a DB thread: the sessions live on the loop
-        loop.call_soon_threadsafe(ctx.sessions.disconnect, host_id)
-
-    return [AlertResource(), AuditLogResource(), GroupResource(), HostResource(host_removed),
+    return [AlertResource(), AuditLogResource(), CommandResource(ctx.engine), GroupResource(),
+            HostResource(ctx.engine), JobResource(ctx.engine),
             RegistrationTokenResource(ctx.public_url, lambda: ctx.ca.fingerprint, ctx.config),
-            ServerProfileResource(), TestHostResource(), UserResource()]
+            ServerProfileResource(), StepResource(), TestHostResource(), UserResource()]
 
 
 def make_app(ctx: AppContext) -> tornado.web.Application:

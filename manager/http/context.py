@@ -11,6 +11,7 @@ from manager.config import Config
 from manager.db.executor import DatabaseExecutor
 from manager.domain.throttle import LoginThrottle
 from manager.engine.dispatch import Dispatcher
+from manager.engine.runner import Engine
 from manager.http.auth import Authenticator
 from manager.ops.metrics import Metrics
 from manager.pki import CertificateAuthority
@@ -24,6 +25,7 @@ class AppContext:
     ca: CertificateAuthority
     dispatcher: Dispatcher
     sessions: SessionRegistry
+    engine: Engine
     metrics: Metrics | None = None
     throttle: LoginThrottle | None = None
     http_port: int = 0

@@ -38,13 +38,13 @@ def summary(body: Any) -> str:
 
 
 def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
-           status: int | None, outcome: str = "") -> None:
+           status: int | None, outcome: str = "", command_id: int | None = None) -> None:
     AuditRecord.create(kind=kind, username=actor.username[:150], user_id=actor.user_id,
                        credential=actor.credential, address=actor.address[:64],
                        method=actor.method, path=actor.path[:512], object_type=object_type,
                        object_id="" if object_id is None else str(object_id)[:64],
                        summary=summary(body), status=status, outcome=outcome,
-                       request_id=actor.request_id)
+                       command_id=command_id, request_id=actor.request_id)
 
 
 def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
@@ -56,7 +56,11 @@ def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body:
         status, doc = result if _is_status_pair(result) else (204 if result is None else 200, None)
         if object_id is None and isinstance(doc, dict):
             object_id = doc.get("id")
-        record(actor, kind, object_type, object_id, body, status, "ok")
+        command = doc.get("command") if isinstance(doc, dict) else None
+        command_id = command.get("id") if isinstance(command, dict) else None
+        if object_type == "command" and status == 201:
+            command_id = object_id
+        record(actor, kind, object_type, object_id, body, status, "ok", command_id)
     return result
 
 

@@ -4,9 +4,12 @@ Allowed means the request got past authorisation (any answer but 401/403); refus
 401 for anonymous and 403 for a signed-in user without the right.
 """
 
+import json
+
 import pytest
 
 from api.client import Client, ShepherdError
+from manager.db.engine import COMPLETE, Command, CommandJob, Job, Step
 from manager.db.hosts import Alert, Host, ServerProfile
 from manager.domain import alerts
 
@@ -15,7 +18,7 @@ ADMINS = {"superusers", "filesystem_administrators"}
 EVERYONE = set(GROUPS) - {None}
 
 # (method, path template, body, groups allowed); {user} is another user's id, {host}/{token}/
-# {alert} objects created by the fixture.
+# {alert}/{command}/{job}/{step} objects created by the fixture ("{host}" also in bodies).
 MATRIX = [
     ("GET", "/api/user/", None, EVERYONE),
     ("POST", "/api/user/", {"username": "newbie", "password1": "newbie-pass-1",
@@ -33,6 +36,16 @@ MATRIX = [
     ("GET", "/api/alert/", None, EVERYONE),
     ("PATCH", "/api/alert/{alert}/", {"dismissed": True}, ADMINS),
     ("GET", "/api/audit_log/", None, {"superusers"}),
+    ("GET", "/api/command/", None, EVERYONE),
+    ("GET", "/api/command/{command}/", None, EVERYONE),
+    ("POST", "/api/command/", {"message": "Force remove", "dry_run": True, "jobs": [
+        {"class_name": "ForceRemoveHostJob", "args": {"host_id": "{host}"}}]}, ADMINS),
+    ("PATCH", "/api/command/{command}/", {"dismissed": True}, ADMINS),
+    ("GET", "/api/job/", None, EVERYONE),
+    ("GET", "/api/job/{job}/", None, EVERYONE),
+    ("PUT", "/api/job/{job}/", {"state": "cancelled"}, ADMINS),
+    ("GET", "/api/step/", None, EVERYONE),
+    ("GET", "/api/step/{step}/", None, EVERYONE),
     ("POST", "/api/test_host/", {"address": "192.0.2.1:1", "root_pw": "x"}, ADMINS),
     ("GET", "/metrics", None, EVERYONE),
 ]
@@ -45,24 +58,32 @@ def world(admin, accounts_reset, make_user):
                                       "password2": "target-pass-1"})
     token = admin.post("/api/registration_token/", {"profile": "compute_node"})
 
-    def host_and_alert():
+    def host_alert_and_work():
         profile = ServerProfile.get(ServerProfile.name == "compute_node")
         host = Host.create(fqdn="perm.example", nodename="perm", server_profile=profile,
                            state="working", roles=",compute,")
         alerts.raise_alert("HostContactAlert", "WARNING", "lost", "host", host.id, host.fqdn)
-        return host.id, Alert.get(Alert.alert_item_id == host.id).id
+        # finished work, so the engine leaves it alone
+        command = Command.create(message="Set up host perm.example", complete=True)
+        job = Job.create(class_name="SetupWorkerJob", state=COMPLETE, object_type="host",
+                         object_id=host.id)
+        CommandJob.create(command=command, job=job)
+        step = Step.create(job=job, class_name="ReportInventoryStep", step_index=0,
+                           step_count=1, state="success")
+        return {"host": host.id, "alert": Alert.get(Alert.alert_item_id == host.id).id,
+                "command": command.id, "job": job.id, "step": step.id}
 
-    host_id, alert_id = accounts_reset.db(host_and_alert)
+    ids = accounts_reset.db(host_alert_and_work)
     clients = {g: make_user(f"u-{g}", g) for g in GROUPS if g}
     clients[None] = Client(accounts_reset.url, verify=accounts_reset.ca_path, retries=1)
-    ids = {"user": other["id"], "host": host_id, "token": token["id"], "alert": alert_id}
-    return clients, ids
+    return clients, {**ids, "user": other["id"], "token": token["id"]}
 
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX,
                          ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
 def test_permission_matrix(world, method, path, body, allowed):
     clients, ids = world
+    body = json.loads(json.dumps(body).replace('"{host}"', str(ids["host"])))
     # refused groups first: an allowed DELETE would leave the others nothing to be refused on
     for group in sorted(GROUPS, key=lambda g: g in allowed):
         status = answer(clients[group], method, path.format(**ids), body)

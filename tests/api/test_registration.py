@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime
+import json
 import re
 import time
 
@@ -81,6 +82,16 @@ def test_list_hides_expired_and_spent_tokens(admin, accounts_reset):
 
 # --- the protocol ---------------------------------------------------------------------------
 
+def wait_for_command(client, uri, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        command = client.get(uri)
+        if command["complete"]:
+            return command
+        time.sleep(0.1)
+    raise AssertionError(f"{uri} did not complete")
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
@@ -90,14 +101,40 @@ def onboard(manager, admin, fqdn, profile="compute_node", credits=1):
     return run(register(manager.registration_address, manager.ca_pem(), token["secret"], fqdn))
 
 
-def test_registration_creates_the_host(admin, accounts_reset):
+def set_up(manager, admin, identity, state):
+    """Connect as a healthy agent until the host's set-up command took it to ``state``."""
+    async def scenario():
+        async with connected(manager.agent_address, identity):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                host = await asyncio.to_thread(admin.get, f"/api/host/{identity.host_id}/")
+                if host["state"] == state and host["available_transitions"]:
+                    return host
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"host {identity.host_id} was not set up to {state}")
+    return run(scenario())
+
+
+def test_registration_creates_the_host_and_its_set_up_command(admin, accounts_reset):
     identity = onboard(accounts_reset, admin, "stor1.example", "managed_storage_server")
     host = admin.get(f"/api/host/{identity.host_id}/")
     assert host["fqdn"] == "stor1.example" and host["nodename"] == "stor1"
-    assert host["state"] == "managed" and host["roles"] == ["storage"]
+    assert host["state"] == "unconfigured" and host["roles"] == ["storage"]
     assert host["server_profile"]["name"] == "managed_storage_server"
     assert host["connected"] is False and host["resource_uri"] == f"/api/host/{identity.host_id}/"
     assert b"BEGIN CERTIFICATE" in identity.cert_pem
+    command, = admin.get("/api/command/")["objects"]
+    assert command["message"] == "Set up host stor1.example" and not command["complete"]
+    jobs = [admin.get(uri) for uri in command["jobs"]]
+    assert [j["class_name"] for j in jobs] == ["InstallHostPackagesJob", "SetupHostJob"]
+    assert jobs[1]["wait_for"] == [jobs[0]["resource_uri"]]
+    # the set-up job holds the host: it offers no transition, only Force Remove
+    assert host["available_transitions"] == []
+    assert [j["class_name"] for j in host["available_jobs"]] == ["ForceRemoveHostJob"]
+    assert host["locks"]["write"] == [j["id"] for j in jobs]
+    host = set_up(accounts_reset, admin, identity, "managed")
+    assert json.loads(host["properties"])["cpu_count"] == 2  # from the reported inventory
+    assert admin.get(command["resource_uri"])["complete"] is True
 
 
 @pytest.mark.parametrize("spoil,message", [
@@ -166,7 +203,8 @@ def test_connect_and_run_an_action(admin, accounts_reset):
     outcome, peer = run(scenario())
     assert outcome.ok and outcome.result == {"echo": {"x": 1}}
     acks = [m.result_ack for m in peer.received if m.WhichOneof("body") == "result_ack"]
-    assert [list(a.action_ids) for a in acks] == [[outcome.action_id]]
+    # acknowledged once (beside the acks of the host's set-up actions)
+    assert sum(list(a.action_ids).count(outcome.action_id) for a in acks) == 1
 
 
 def test_action_queued_while_offline_is_delivered_on_connect(admin, accounts_reset):
@@ -194,8 +232,15 @@ def test_no_client_certificate_is_refused(admin, accounts_reset):
 def test_removed_hosts_certificate_is_refused(admin, accounts_reset):
     m = accounts_reset
     identity = onboard(m, admin, "gone.example")
-    admin.delete(f"/api/host/{identity.host_id}/")
+    # its set-up waits for an agent that never connects: Force Remove takes over
+    command = admin.post("/api/command/", {"message": "Force remove gone", "jobs": [
+        {"class_name": "ForceRemoveHostJob", "args": {"host_id": identity.host_id}}]})
+    wait_for_command(admin, command["resource_uri"])
     assert error(admin.get, f"/api/host/{identity.host_id}/").status == 404
+    setup, force = admin.get("/api/command/", order_by="created_at")["objects"]
+    assert setup["message"] == "Set up host gone.example" and setup["cancelled"] is True
+    assert "Force Remove" not in setup["logs"] and "took over" in setup["logs"]
+    assert force["cancelled"] is False and force["errored"] is False
     with pytest.raises(grpc.aio.AioRpcError) as err:
         run(Peer(m.agent_address, identity).run())
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -217,7 +262,8 @@ def test_a_host_cannot_answer_for_another(admin, accounts_reset):
 
     b_action, peer = run(scenario())
     assert m.db(lambda: Action.get_by_id(b_action).state) == "queued"
-    assert not [x for x in peer.received if x.WhichOneof("body") == "result_ack"]
+    assert not [x for x in peer.received
+                if x.WhichOneof("body") == "result_ack" and b_action in x.result_ack.action_ids]
 
 
 def test_deadline_passes_with_a_clear_error(admin, accounts_reset):
@@ -260,11 +306,18 @@ def test_contact_loss_raises_and_reconnect_clears_an_alert(admin, accounts_reset
 def test_host_transitions_come_from_the_state_machine(admin, accounts_reset):
     identity = onboard(accounts_reset, admin, "sm.example", "managed_storage_server")
     uri = f"/api/host/{identity.host_id}/"
-    host = admin.get(uri)
-    assert host["available_transitions"] == [{"state": "removed", "verb": "Remove"}]
+    host = set_up(accounts_reset, admin, identity, "managed")
+    assert [(t["state"], t["verb"]) for t in host["available_transitions"]] == [("removed", "Remove")]
     assert host["immutable_state"] is False
     err = error(admin.put, uri, {"state": "monitored"})
     assert err.status == 400 and "available: removed" in err.body["state"]
     assert admin.put(uri, {"state": "managed"}) is None  # already there: 204
-    assert admin.put(uri, {"state": "removed"}) is None
+    preview = admin.put(uri, {"state": "removed", "dry_run": True})
+    assert [j["class_name"] for j in preview["jobs"]] == ["RemoveManagedHostJob"]
+    assert preview["hosts"] == [] and preview["waits_behind"] == []
+    assert admin.get(uri)["state"] == "managed"  # a preview changes nothing
+    command = admin.put(uri, {"state": "removed"})["command"]
+    assert command["message"] == "Remove sm.example"
+    assert command["resource_uri"] == f"/api/command/{command['id']}/"
+    assert wait_for_command(admin, command["resource_uri"])["errored"] is False
     assert error(admin.get, uri).status == 404

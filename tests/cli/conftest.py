@@ -1,13 +1,16 @@
 """Fixtures for the ``shepherd`` CLI tests: the command run in-process (click's runner) or as
 the installed console script, against the real manager of ``tests/conftest.py`` and with its
-contexts file under a per-test ``XDG_CONFIG_HOME``."""
+contexts file under a per-test ``XDG_CONFIG_HOME``; and real agents (``shepherd-agent``)
+registered with that manager and, when a test needs a host set up, running."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,57 @@ def logged_in(login: Callable[..., Result], accounts_reset: RunningManager) -> R
     result = login()
     assert result.exit_code == 0, result.output
     return accounts_reset
+
+
+def register_with(command: str, manager_url: str, fqdn: str, state_dir: Path) -> None:
+    """Run the pasted ``register_command`` with the real agent (``shepherd-agent register``).
+
+    The test manager listens on loopback only, so ``--manager`` points at its loopback URL
+    rather than at this machine's FQDN; the token and CA fingerprint are used as printed.
+    """
+    steps = command.split(" && ")
+    assert steps[0] == "dnf -y install shepherd-agent"
+    assert steps[2] == "systemctl enable --now shepherd-agent"
+    args = shlex.split(steps[1])
+    assert args[:2] == ["shepherd-agent", "register"]
+    args[args.index("--manager") + 1] = manager_url
+    result = subprocess.run([AGENT, *args[1:], "--fqdn", fqdn, "--state-dir", str(state_dir)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def register(shepherd: Callable[..., Result], logged_in: RunningManager,
+             tmp_path: Path) -> Callable[..., dict]:
+    """``register("n1.example")`` → the API's host: a real agent registered with a token
+    from ``shepherd token create``, not running (its set-up waits for it)."""
+    def run(fqdn: str, profile: str = "compute_node") -> dict:
+        created = shepherd("token", "create", "--profile", profile)
+        assert created.exit_code == 0, created.output
+        register_with(created.stdout.strip(), logged_in.url, fqdn, tmp_path / fqdn)
+        return json.loads(shepherd("host", "show", fqdn, "--json").stdout)
+    return run
+
+
+@pytest.fixture
+def run_agent(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """``run_agent("n1.example", PATH=...)``: ``shepherd-agent run`` for a host registered
+    by ``register``, with extra environment; stopped when the test ends."""
+    running: list[subprocess.Popen] = []
+
+    def start(fqdn: str, **env: str) -> subprocess.Popen:
+        with open(tmp_path / f"{fqdn}.log", "ab") as log:
+            proc = subprocess.Popen([AGENT, "run", "--state-dir", str(tmp_path / fqdn)],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    env={**os.environ, **env})
+        running.append(proc)
+        return proc
+    yield start
+    for proc in running:
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -29,10 +29,12 @@ def test_every_command_has_help_with_an_example(shepherd, path):
 
 def test_the_command_tree():
     assert [" ".join(p) for p in command_paths(main)[1:]] == [
-        "alert", "alert dismiss", "alert list", "audit", "audit list", "completion", "context", "context list",
-        "context use", "host", "host list", "host remove", "host show", "login", "logout",
-        "token", "token cancel", "token create", "token list", "user", "user create",
-        "user delete", "user list", "user set-password"]
+        "alert", "alert dismiss", "alert list", "audit", "audit list", "command", "command cancel",
+        "command list", "command run", "command show", "command wait", "completion", "context",
+        "context list", "context use", "host", "host list", "host remove", "host set-state",
+        "host show", "job", "job cancel", "login", "logout", "token", "token cancel",
+        "token create", "token list", "user", "user create", "user delete", "user list",
+        "user set-password"]
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
@@ -52,6 +54,8 @@ def complete(words: str, config_home: str) -> list[str]:
 def test_completion_offers_commands_options_and_context_names(tmp_path, config_dir):
     assert complete("ho", str(tmp_path)) == ["host"]
     assert "--json" in complete("host list --", str(tmp_path))
+    assert complete("host set-state node1 re", str(tmp_path)) == ["removed"]
+    assert complete("command ", str(tmp_path)) == ["cancel", "list", "run", "show", "wait"]
     (tmp_path / "shepherd").mkdir()
     (tmp_path / "shepherd" / "config.toml").write_text(
         'current_context = "lab"\n[contexts.lab]\nurl = "https://a"\n[contexts.prod]\nurl = "https://b"\n')

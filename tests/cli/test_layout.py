@@ -5,13 +5,16 @@ fixed, so relative times ("5m ago") and column widths are the same on every run.
 """
 
 import datetime
+import json
 
+import click
 import pytest
 
-from api.cli import alerts, auth, hosts, output, tokens, users
-from tests.cli.golden import check_expected, sample
+from api.cli import alerts, auth, commands, hosts, output, plans, tokens, users, waiting
+from tests.cli.golden import HERE, check_expected, sample
 
 NOW = datetime.datetime(2026, 11, 24, 5, 43, tzinfo=datetime.UTC)
+LATER = datetime.datetime(2026, 11, 24, 7, 35, tzinfo=datetime.UTC)  # the engine samples'
 TABLES = [("users", users.COLUMNS), ("hosts", hosts.COLUMNS),
           ("registration_tokens", tokens.COLUMNS), ("alerts", alerts.COLUMNS)]
 
@@ -70,3 +73,47 @@ def test_relative_times(seconds, shown):
     moment = NOW - datetime.timedelta(seconds=seconds)
     assert output.age(moment.isoformat(), NOW) == shown
     assert output.age(moment.replace(tzinfo=None).isoformat(), NOW) == shown  # naive is UTC
+
+
+def failed_set_up() -> waiting.Snapshot:
+    """A set-up command whose agent lacked ``ip`` and ``mount``, as ``command show`` polls it."""
+    doc = json.loads((HERE / "samples" / "command-failed.json").read_text())
+    return waiting.Snapshot(doc["command"], doc["jobs"], {
+        job["id"]: [s for s in doc["steps"] if s["job"] == job["resource_uri"]]
+        for job in doc["jobs"]})
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["table", "wide"])
+def test_command_list(wide):
+    text = output.table_text(sample("commands.json"), commands.COLUMNS, wide=wide, now=LATER)
+    check_expected(f"commands{'-wide' if wide else ''}.txt", text)
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["table", "wide"])
+def test_command_show(wide):
+    text = commands.show_text(failed_set_up(), wide=wide, now=LATER)
+    check_expected(f"command-show{'-wide' if wide else ''}.txt", text)
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["table", "wide"])
+@pytest.mark.parametrize("name", ["plan-setup", "plan-remove"])
+def test_dry_run_plans(name, wide):
+    plan = json.loads((HERE / "samples" / f"{name}.json").read_text())
+    check_expected(f"{name}{'-wide' if wide else ''}.txt", plans.plan_text(plan, wide=wide))
+
+
+def test_a_failed_command_names_its_job_step_and_log():
+    with pytest.raises(click.ClickException) as failed:
+        waiting.verdict(failed_set_up(), None)
+    assert failed.value.message == (
+        "command 2 failed: job 3 (Validate host node002.cluster.example): step 1/2 (Check the "
+        "machine against its roles' requirements) failed: missing: command ip, command mount")
+
+
+def test_a_command_cancelled_before_its_jobs_ran_gives_the_jobs_log():
+    cancelled = waiting.Snapshot(sample("commands.json")[0], [
+        {"id": 7, "description": "Validate host node004.cluster.example", "cancelled": True}])
+    with pytest.raises(click.ClickException) as failed:
+        waiting.verdict(cancelled, None)
+    assert failed.value.message == ("command 4 was cancelled: job 7 (Validate host "
+                                    "node004.cluster.example): cancelled by request")

@@ -3,28 +3,9 @@ with the printed command, see the host — then the token and host commands arou
 
 import datetime
 import json
-import shlex
-import subprocess
 
-from tests.cli.conftest import AGENT
+from tests.cli.conftest import register_with
 from tests.conftest import ADMIN_PASSWORD
-
-
-def register_with(command: str, manager_url: str, fqdn: str, state_dir) -> None:
-    """Run the pasted ``register_command`` with the real agent (``shepherd-agent register``).
-
-    The test manager listens on loopback only, so ``--manager`` points at its loopback URL
-    rather than at this machine's FQDN; the token and CA fingerprint are used as printed.
-    """
-    steps = command.split(" && ")
-    assert steps[0] == "dnf -y install shepherd-agent"
-    assert steps[2] == "systemctl enable --now shepherd-agent"
-    args = shlex.split(steps[1])
-    assert args[:2] == ["shepherd-agent", "register"]
-    args[args.index("--manager") + 1] = manager_url
-    result = subprocess.run([AGENT, *args[1:], "--fqdn", fqdn, "--state-dir", str(state_dir)],
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
 
 
 def test_login_token_register_and_host_list(shepherd, accounts_reset, ca_sha256, tmp_path):
@@ -41,7 +22,9 @@ def test_login_token_register_and_host_list(shepherd, accounts_reset, ca_sha256,
     assert hosts[0]["server_profile"]["name"] == "compute_node" and hosts[0]["roles"] == ["compute"]
     table = shepherd("host", "list").stdout.splitlines()
     assert table[0].split() == ["FQDN", "PROFILE", "ROLES", "STATE", "CONNECTED", "LAST", "CONTACT"]
-    assert table[1].split()[:5] == ["node001.cluster.example", "compute_node", "compute", "working", "no"]
+    # its agent has not run yet: the host waits, unconfigured, for its set-up command
+    assert table[1].split()[:5] == ["node001.cluster.example", "compute_node", "compute",
+                                    "unconfigured", "no"]
     assert shepherd("host", "list", "--role", "storage", "--json").stdout == "[]\n"
 
 
@@ -75,10 +58,13 @@ def test_host_show_and_remove(shepherd, logged_in, tmp_path):
     assert "Profile        managed_storage_server" in shown and "Connected      no" in shown
     host = json.loads(shepherd("host", "show", "oss01.lab.example", "--json").stdout)
     assert json.loads(shepherd("host", "show", str(host["id"]), "--json").stdout) == host
-    declined = shepherd("host", "remove", "oss01.lab.example", input="n\n")
+    # its agent never ran, so its set-up holds it: only Force Remove takes it away
+    declined = shepherd("host", "remove", "oss01.lab.example", "--force", input="n\n")
     assert declined.exit_code == 1 and shepherd("host", "list", "--json").stdout != "[]\n"
-    removed = shepherd("host", "remove", "oss01.lab.example", "--yes")
-    assert removed.stdout == "Removed host oss01.lab.example.\n"
+    assert "Force remove host oss01.lab.example? The host's agent is cut off" in declined.stderr
+    removed = shepherd("host", "remove", "oss01.lab.example", "--force", "--yes")
+    assert removed.exit_code == 0, removed.output
+    assert removed.stdout.splitlines()[-1] == "Removed host oss01.lab.example."
     assert shepherd("host", "list", "--json").stdout == "[]\n"
     missing = shepherd("host", "show", "oss01.lab.example")
     assert missing.exit_code == 1 and missing.stderr == "Error: no host 'oss01.lab.example'\n"

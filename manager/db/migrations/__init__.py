@@ -10,9 +10,9 @@ from __future__ import annotations
 import peewee
 
 from manager.db.base import utcnow
-from manager.db.migrations import m0001_accounts, m0002_hosts, m0003_audit
+from manager.db.migrations import m0001_accounts, m0002_hosts, m0003_audit, m0004_engine
 
-MIGRATIONS = (m0001_accounts, m0002_hosts, m0003_audit)
+MIGRATIONS = (m0001_accounts, m0002_hosts, m0003_audit, m0004_engine)
 
 #: PostgreSQL advisory lock key held while migrating, so two managers never migrate at once.
 _LOCK_KEY = 0x5E9E_0001

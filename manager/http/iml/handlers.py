@@ -35,6 +35,25 @@ class ResourceHandler(BaseHandler):
             raise ApiError(405, f"Method {self.request.method} is not allowed on {self.request.path}",
                            {"Allow": ", ".join(self.allowed_methods())})
 
+    def write_body(self) -> dict:
+        """The JSON body, with ``?dry_run=1`` folded in as ``"dry_run": true``."""
+        body = self.json_body()
+        flag = self.get_query_argument("dry_run", None)
+        if flag is not None and isinstance(body, dict):
+            if flag.lower() not in ("1", "true", "0", "false"):
+                raise ApiError(400, {"dry_run": "Must be 1, true, 0 or false."})
+            body = {**body, "dry_run": flag.lower() in ("1", "true")}
+        return body
+
+    def answer(self, status: int, doc: dict | None) -> None:
+        if isinstance(doc, dict) and "command" in doc:
+            self.ctx.engine.wake()  # the command is committed: its jobs may run now
+        if doc is None:
+            self.set_status(status)
+            self.finish()
+        else:
+            self.write_json(doc, status)
+
 
 class ListHandler(ResourceHandler):
     async def get(self) -> None:
@@ -47,15 +66,17 @@ class ListHandler(ResourceHandler):
         self.write_json({"meta": self._meta(lq, total), "objects": objects})
 
     async def post(self) -> None:
-        body = self.json_body()
+        body = self.write_body()
         if hasattr(self.resource, "acreate"):  # work that waits on the network, not the DB
             status, doc = await self.resource.acreate(self.ctx, self.principal, body)
         else:
             status, doc = await self.audited_write("request", self.resource.name, None, body,
                                                    self.resource.create, self.principal, body)
-        if doc and "resource_uri" in doc:
+        if doc and "resource_uri" in doc and status == 201:
             self.set_header("Location", doc["resource_uri"])
-        self.write_json(doc, status)
+        if status == 201 and self.resource.name == "command":
+            self.ctx.engine.wake()
+        self.answer(status, doc)
 
     def _meta(self, lq: q.ListQuery, total: int) -> dict[str, Any]:
         limit = lq.limit or 0
@@ -83,22 +104,18 @@ class DetailHandler(ResourceHandler):
         self.write_json(await self.ctx.db.run(self.resource.detail, self.principal, obj_id))
 
     async def put(self, obj_id: str) -> None:
-        body = self.json_body()
+        body = self.write_body()
         status, doc = await self.audited_write("request", self.resource.name, obj_id, body,
                                                self.resource.update, self.principal, obj_id, body)
-        if doc is None:
-            self.set_status(status)
-            self.finish()
-        else:
-            self.write_json(doc, status)
+        self.answer(status, doc)
 
     patch = put
 
     async def delete(self, obj_id: str) -> None:
-        await self.audited_write("request", self.resource.name, obj_id, {},
-                                 self.resource.delete, self.principal, obj_id)
-        self.set_status(204)
-        self.finish()
+        result = await self.audited_write("request", self.resource.name, obj_id, {},
+                                          self.resource.delete, self.principal, obj_id)
+        status, doc = result if isinstance(result, tuple) else (204, None)
+        self.answer(status, doc)
 
 
 class SchemaHandler(ResourceHandler):

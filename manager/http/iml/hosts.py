@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import peewee
@@ -12,11 +11,14 @@ from manager.db.hosts import Host, ServerProfile
 from manager.domain import hosts
 from manager.domain.accounts import Principal
 from manager.domain.errors import NotFound, ValidationError
-from manager.engine.statemachine import HOST, InvalidTransition
+from manager.domain.host_lifecycle import HOST_CONTENT_TYPE_ID, HOST_MACHINE
+from manager.domain.permissions import require_administrator
+from manager.engine.commands import PlanError, available_for
+from manager.engine.runner import Engine
+from manager.engine.statemachine import InvalidTransition
+from manager.http.iml.commands import CommandResource, dry_run_requested, plan_error
 from manager.http.iml.resource import Field, Resource, iso
 from manager.http.iml.ssh_hosts import SSH_FIELDS, add_over_ssh
-
-HOST_CONTENT_TYPE_ID = 6
 
 
 class ServerProfileResource(Resource):
@@ -69,10 +71,13 @@ class HostResource(Resource):
     name = "host"
     model = Host
     description = ("A server Shepherd manages through its agent. PUTs must set the state "
-                   "attribute; removal (state 'removed' or DELETE) revokes its certificate.")
+                   "attribute (202 with the command, or with \"dry_run\": true 200 with its "
+                   "plan); removal (state 'removed' or DELETE) revokes its certificate.")
     fields: ClassVar[dict[str, Field]] = {
         "address": Field("string", "Address the agent connects from"),
         "agent_version": Field("string", "Version of the host's agent (Shepherd)"),
+        "available_actions": Field("list", "available_transitions and available_jobs, in "
+                                           "display order"),
         "available_jobs": Field("list", "Possible non-state-change jobs"),
         "available_transitions": Field("list", "List of {verb, state} for possible states"),
         "boot_time": Field("datetime", "When the host booted", nullable=True),
@@ -108,8 +113,8 @@ class HostResource(Resource):
     list_methods = ("GET", "POST")
     detail_methods = ("GET", "PUT", "DELETE")
 
-    def __init__(self, on_removed: Callable[[int], None]) -> None:
-        self.on_removed = on_removed  # ends the host's live stream (called on a DB thread)
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     async def acreate(self, ctx: Any, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         """Add a host over SSH (``address`` + ``root_pw`` or ``private_key``)."""
@@ -130,17 +135,17 @@ class HostResource(Resource):
         return super().column_for(name)
 
     def serialize(self, objects: list[Host], principal: Principal | None) -> list[dict]:
-        return [self._render(h) for h in objects]
+        offered = available_for(self.engine.registry, "host", objects, lambda h: h.state)
+        return [{**self._render(h), **offered[h.id]} for h in objects]
 
     def _render(self, h: Host) -> dict[str, Any]:
         return {
             "address": h.address, "agent_version": h.agent_version,
-            "available_jobs": [], "available_transitions": HOST.available(h.state),
             "boot_time": iso(h.boot_time), "client_mounts": [], "connected": h.connected,
             "content_type_id": HOST_CONTENT_TYPE_ID, "corosync_configuration": None,
-            "fqdn": h.fqdn, "id": h.id, "immutable_state": h.state in HOST.immutable_states,
+            "fqdn": h.fqdn, "id": h.id, "immutable_state": h.state in HOST_MACHINE.immutable_states,
             "install_method": h.install_method, "label": h.fqdn, "last_contact": iso(h.last_contact),
-            "lnet_configuration": None, "locks": {"read": [], "write": []},
+            "lnet_configuration": None,
             "member_of_active_filesystem": False, "needs_update": False, "nids": [],
             "nodename": h.nodename, "pacemaker_configuration": None,
             "properties": json.dumps(_properties(h.inventory)),
@@ -149,30 +154,36 @@ class HostResource(Resource):
             "state": h.state, "state_modified_at": iso(h.state_modified_at),
         }
 
-    def update(self, principal: Principal, obj_id: str, body: dict[str, Any]) -> tuple[int, None]:
-        self.check_fields(body)
+    def update(self, principal: Principal, obj_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """PUT ``{"state": S}``: 202 with the command that takes the host there, 204 when it
+        is there already, 400 naming the reachable states otherwise."""
+        self.check_fields({k: v for k, v in body.items() if k != "dry_run"})
+        dry_run = dry_run_requested(body)
         host = self.get_object(principal, obj_id)
         state = body.get("state")
-        if state is None:
+        if not isinstance(state, str) or not state:
             raise ValidationError({"state": "PUTs to host must set the state attribute."})
-        if state == host.state:
-            return 204, None
+        return self._change(principal, host, state, dry_run)
+
+    def delete(self, principal: Principal, obj_id: str) -> tuple[int, Any]:
+        """DELETE: remove the host through the engine (202 with the command)."""
+        return self._change(principal, self.get_object(principal, obj_id), hosts.REMOVED, False)
+
+    def _change(self, principal: Principal, host: Host, state: str, dry_run: bool
+                ) -> tuple[int, Any]:
+        require_administrator(principal, "change the state of hosts")
         try:
-            HOST.route(host.state, state)
+            result = self.engine.plan_state_change(("host", host.id), state, principal.username,
+                                                   dry_run)
         except InvalidTransition as exc:
             raise ValidationError({"state": str(exc)}) from None
-        if state != hosts.REMOVED:  # setup jobs run through the engine (not built yet)
-            raise ValidationError({"state": f"Moving a host to {state!r} needs the job engine, "
-                                   "which this version does not have yet."})
-        self._remove(principal, host.id)
-        return 204, None
-
-    def delete(self, principal: Principal, obj_id: str) -> None:
-        self._remove(principal, self.get_object(principal, obj_id).id)
-
-    def _remove(self, principal: Principal, host_id: int) -> None:
-        hosts.remove_host(principal, host_id)
-        self.on_removed(host_id)
+        except PlanError as exc:
+            raise plan_error(exc) from None
+        if result is None:
+            return 204, None
+        if isinstance(result, dict):
+            return 200, result
+        return 202, {"command": CommandResource(self.engine).render_id(result)}
 
 
 class _RoleColumn:

@@ -96,7 +96,7 @@ def test_random_interleavings_never_run_conflicting_jobs_together_nor_deadlock(r
             run(key, target)
         except ValueError:
             pass  # unreachable from where the queue leaves it: refused, nothing planned
-        runnable = [j for j in locks.jobs if j.wait_for <= done]
+        runnable = [j for j in locks.jobs.values() if j.wait_for <= done]
         assert runnable or not locks.jobs, "deadlock: jobs left and none can run"
         running = rnd.sample(runnable, k=min(len(runnable), rnd.randint(1, 3))) if runnable else []
         for a in running:
@@ -107,7 +107,7 @@ def test_random_interleavings_never_run_conflicting_jobs_together_nor_deadlock(r
             done.add(job.id)
             locks.finish(job.id)
     while locks.jobs:
-        runnable = [j for j in locks.jobs if j.wait_for <= done]
+        runnable = [j for j in locks.jobs.values() if j.wait_for <= done]
         assert runnable, "deadlock while draining"
         done.add(runnable[0].id)
         locks.finish(runnable[0].id)

@@ -6,12 +6,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from manager.engine.statemachine import (
-    HOST,
-    InvalidTransition,
-    StateMachine,
-    Transition,
-)
+from manager.domain.host_lifecycle import HOST_MACHINE as HOST
+from manager.engine.statemachine import InvalidTransition, StateMachine, Transition
 
 LNET = StateMachine("lnet", "unconfigured", (
     Transition(("unconfigured",), "EnableLNetJob", "lnet_unloaded"),

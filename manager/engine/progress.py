@@ -1,0 +1,304 @@
+"""Moving jobs forward, on a database thread: claim runnable jobs, advance them step by step.
+
+A job's progress is its step rows. ``advance`` is the one place a job moves: it records the
+outcome of the running step and, in the same transaction, starts the next (inserting the
+step row and its action row together), so a crash at any point leaves either the old step
+waiting for its action or the new step with its action queued — never a step without its
+action or an action run twice. Resuming a job after a restart is ``advance`` with no outcome:
+it picks up the outcome of an action that finished meanwhile, or waits for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import traceback
+from typing import Any
+
+import peewee
+
+from manager.db import fastsql
+from manager.db.base import is_postgres, utcnow
+from manager.db.engine import COMPLETE, PENDING, TASKED, Job, JobWait, Step
+from manager.db.hosts import Action
+from manager.domain.errors import NotFound, ValidationError
+from manager.engine.commands import complete_job
+from manager.engine.dispatch import UNFINISHED, ActionOutcome, insert_actions
+from manager.engine.registry import Registry, StepFailed, StepSpec
+from manager.ops.redaction import redact
+
+MAX_TEXT = 256 * 1024
+
+
+@dataclasses.dataclass
+class Next:
+    """What the runner does next for a job: wait for ``action_id`` (delivering ``new_rows``
+    first), or nothing (the job is complete)."""
+
+    job_id: int
+    action_id: str | None = None
+    new_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    changes: list[tuple[str, int, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.action_id is None
+
+
+# --- claiming ----------------------------------------------------------------------------
+
+def claim(registry: Registry, instance: str, limit: int, lease: datetime.timedelta,
+          reclaim_own: bool) -> list[int]:
+    """Take up to ``limit`` runnable jobs for this manager: pending jobs whose ``wait_for``
+    jobs are complete (their preconditions checked again: one that no longer holds cancels
+    the job), and tasked jobs whose lease ran out (or that this manager held before a
+    restart). Returns the ids claimed."""
+    now = utcnow()
+    database = Job._meta.database
+    skip_locked = "FOR UPDATE SKIP LOCKED" if is_postgres(database) else None
+    dep = Job.alias("dep")
+    unfinished_waits = (JobWait.select(JobWait.id).join(dep, on=(JobWait.waits_for == dep.id))
+                        .where(JobWait.job == Job.id, dep.state != COMPLETE))
+    runnable = (Job.select().where(Job.state == PENDING, ~peewee.fn.EXISTS(unfinished_waits))
+                .order_by(Job.id).limit(limit))
+    orphaned = Job.lease_until < now
+    if reclaim_own:
+        orphaned |= Job.claimed_by == instance
+    stale = Job.select().where(Job.state == TASKED, orphaned).order_by(Job.id).limit(limit)
+    if skip_locked:
+        runnable, stale = runnable.for_update(skip_locked), stale.for_update(skip_locked)
+    claimed: list[int] = []
+    with database.atomic():
+        pending = list(runnable)
+        blocked = _unmet_preconditions(registry, pending)
+        for job in pending:
+            if job.id in blocked:
+                complete_job(registry, job, cancelled=True, log=blocked[job.id])
+            else:
+                claimed.append(job.id)
+        claimed += [job.id for job in stale]
+        if claimed:
+            (Job.update(state=TASKED, claimed_by=instance, lease_until=now + lease, modified_at=now)
+             .where(Job.id.in_(claimed)).execute())
+    return claimed
+
+
+def _unmet_preconditions(registry: Registry, jobs: list[Job]) -> dict[int, str]:
+    """Why each job that can no longer run cannot (objects' states read in one query per
+    class): a state job's object must still be where its transition leaves from, and what
+    a job requires must hold; an offered job must still be offered."""
+    wanted: dict[str, set[int]] = {}
+    plans = []
+    for job in jobs:
+        job_class = registry.jobs.get(job.class_name)
+        if job_class is None:
+            plans.append((job, None, []))
+            continue
+        needs = list(job_class.requires(json.loads(job.args)))
+        plans.append((job, job_class, needs))
+        wanted.setdefault(job.object_type, set()).add(job.object_id)
+        for need in needs:
+            wanted.setdefault(need.key[0], set()).add(need.key[1])
+    states = {(t, i): s for t, ids in wanted.items()
+              for i, s in registry.stateful(t).states(sorted(ids)).items()}
+    blocked: dict[int, str] = {}
+    for job, job_class, needs in plans:
+        key = (job.object_type, job.object_id)
+        if job_class is None:
+            blocked[job.id] = f"unknown job class {job.class_name} (a newer manager's?)"
+        elif key not in states:
+            blocked[job.id] = f"{key[0]} {key[1]} no longer exists"
+        elif job.to_state is not None:
+            transition = registry.stateful(key[0]).machine.transition_for(job.class_name)
+            if transition is None or states[key] not in transition.from_states:
+                blocked[job.id] = (f"not run: {key[0]} {key[1]} is {states[key]}, and "
+                                   f"{job.class_name} starts from {job.from_state}")
+        elif job_class.available is not None and not job_class.available(
+                registry.stateful(key[0]).load(key[1])):
+            blocked[job.id] = f"not run: {job.class_name} is no longer available"
+        if job.id not in blocked:
+            for need in needs:
+                if states.get(need.key) not in need.acceptable:
+                    blocked[job.id] = (f"not run: {need.key[0]} {need.key[1]} is "
+                                       f"{states.get(need.key)}, needs {'/'.join(need.acceptable)}")
+                    break
+    return blocked
+
+
+def renew(instance: str, job_ids: list[int], lease: datetime.timedelta) -> None:
+    for start in range(0, len(job_ids), 1000):
+        (Job.update(lease_until=utcnow() + lease)
+         .where(Job.id.in_(job_ids[start:start + 1000]), Job.claimed_by == instance,
+                Job.state == TASKED).execute())
+
+
+# --- advancing ---------------------------------------------------------------------------
+
+def advance(registry: Registry, new_rows: Any, job_id: int, outcome: ActionOutcome | None,
+            audit_enabled: bool) -> Next:
+    """Record ``outcome`` (of the job's running step) and start what comes next.
+
+    ``new_rows(host_id, name, args, timeout, caused_by)`` makes action rows (the
+    dispatcher's ``new_rows``). Runs inside the caller's transaction."""
+    job = next(iter(Job.raw(fastsql.sql("SELECT * FROM job WHERE id = ?", Job), job_id)), None)
+    if job is None or job.state == COMPLETE:
+        return Next(job_id)
+    job_class = registry.job(job.class_name)
+    job_args = json.loads(job.args)
+    specs = job_class.steps(job_args)
+    last = next(iter(Step.raw(fastsql.sql(
+        "SELECT * FROM step WHERE job_id = ? ORDER BY id DESC LIMIT 1", Step), job_id)), None)
+    results = _Results(job_id)
+    if last is None:
+        return _start(registry, job, job_args, specs, 0, 0, results, new_rows, audit_enabled)
+    if last.state == "incomplete":
+        if outcome is None or outcome.action_id != last.action_id:
+            outcome = _stored_outcome(last.action_id)
+        if outcome is None:
+            return Next(job_id, action_id=last.action_id)  # still running: wait for it
+        _record(last, outcome)
+        if not outcome.ok:
+            return _failed(registry, job, job_args, specs, last, job_class.retries, results,
+                           new_rows, audit_enabled)
+        results.append(outcome.result)
+        return _start(registry, job, job_args, specs, last.step_index + 1, 0, results, new_rows,
+                      audit_enabled)
+    if last.state == "success":
+        return _start(registry, job, job_args, specs, last.step_index + 1, 0, results, new_rows,
+                      audit_enabled)
+    return _failed(registry, job, job_args, specs, last, job_class.retries, results, new_rows,
+                   audit_enabled)
+
+
+class _Results(list):
+    """The results of a job's successful steps, read only if a manager-side step asks."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.loaded = False
+        self.pending: list[Any] = []
+
+    def append(self, value: Any) -> None:
+        self.pending.append(value)
+
+    def load(self) -> list[Any]:
+        if not self.loaded:
+            stored = [_loads(r) for (r,) in Step.select(Step.result).where(
+                Step.job == self.job_id, Step.state == "success").order_by(Step.id).tuples()]
+            self.extend(stored)
+            self.loaded = True
+            self.pending.clear()  # those were recorded before this read
+        else:
+            self.extend(self.pending)
+            self.pending.clear()
+        return list(self)
+
+
+def _start(registry: Registry, job: Job, job_args: dict[str, Any], specs: list[StepSpec],
+           index: int, attempt: int, results: _Results, new_rows: Any, audit_enabled: bool) -> Next:
+    """Run function steps from ``index`` on until an action step (started) or the end."""
+    database = Job._meta.database
+    while index < len(specs):
+        spec = specs[index]
+        fields = {"job": job.id, "class_name": spec.class_name, "description": spec.description,
+                  "args": json.dumps(_shown_args(spec, job_args)), "step_index": index,
+                  "step_count": len(specs), "attempt": attempt}
+        if spec.action is not None:
+            started = _start_action(fields, spec, job, job_args, new_rows, audit_enabled)
+            if isinstance(started, Next):
+                return started
+            step = Step.create(**fields)
+            outcome = ActionOutcome("", "failed", None, started, [])
+        else:
+            step = Step.create(**fields)
+            try:
+                with database.atomic():
+                    result = spec.function(job_args, results.load())
+                outcome = ActionOutcome("", "succeeded", result, "", [])
+            except StepFailed as exc:
+                outcome = ActionOutcome("", "failed", None, str(exc), [])
+            except Exception as exc:  # noqa: BLE001 - a bug in a step fails the step, not the engine
+                step.backtrace = traceback.format_exc()[-MAX_TEXT:]
+                outcome = ActionOutcome("", "failed", None, f"{type(exc).__name__}: {exc}", [])
+        _record(step, outcome)
+        if not outcome.ok:
+            return _failed(registry, job, job_args, specs, step,
+                           registry.job(job.class_name).retries, results, new_rows, audit_enabled)
+        results.append(outcome.result)
+        index, attempt = index + 1, 0
+    return Next(job.id, changes=complete_job(registry, job))
+
+
+def _start_action(fields: dict[str, Any], spec: StepSpec, job: Job, job_args: dict[str, Any],
+                  new_rows: Any, audit_enabled: bool) -> Next | str:
+    """Insert the step with its action (one transaction: never one without the other);
+    a reason string when the action cannot be sent."""
+    host_id = spec.host_of(job_args)
+    if isinstance(host_id, bool) or not isinstance(host_id, int):
+        return f"{spec.class_name} has no host to run on"
+    try:
+        rows = new_rows([host_id], spec.action, spec.args(job_args), spec.timeout,
+                        job.created_by)
+        with Job._meta.database.atomic():
+            insert_actions(rows, audit_enabled)
+    except (NotFound, ValidationError) as exc:
+        return f"cannot send {spec.action} to host {host_id}: {exc}"
+    now = utcnow()
+    fastsql.insert(Step, [{**fields, "action_id": rows[0]["id"], "host_id": host_id,
+                           "created_at": now, "modified_at": now}])
+    return Next(job.id, action_id=rows[0]["id"], new_rows=rows)
+
+
+
+def _failed(registry: Registry, job: Job, job_args: dict[str, Any], specs: list[StepSpec],
+            step: Step, retries: int, results: _Results, new_rows: Any, audit_enabled: bool) -> Next:
+    if step.attempt < retries:
+        return _start(registry, job, job_args, specs, step.step_index, step.attempt + 1, results,
+                      new_rows, audit_enabled)
+    complete_job(registry, job, errored=True,
+                 log=f"{step.class_name} failed: {step.log}".strip())
+    return Next(job.id)
+
+
+def _record(step: Step, outcome: ActionOutcome) -> None:
+    step.state = "success" if outcome.ok else "failed"
+    step.result = json.dumps(outcome.result) if outcome.result is not None else None
+    step.log = (outcome.error or ("done" if outcome.ok else "failed"))[:MAX_TEXT]
+    step.console = _console_text(outcome.console)
+    step.modified_at = utcnow()
+    Step._meta.database.execute_sql(fastsql.sql(
+        "UPDATE step SET state = ?, result = ?, log = ?, console = ?, backtrace = ?, "
+        "modified_at = ? WHERE id = ?", Step),
+        (step.state, step.result, step.log, step.console, step.backtrace,
+         Step.modified_at.db_value(step.modified_at), step.id))
+
+
+def _console_text(console: list[dict[str, Any]]) -> str:
+    """IML's form: per process run, ``argv: rc`` then its stdout and stderr."""
+    parts = [f"{' '.join(c.get('argv', []))}: {c.get('rc', 0)}\n{c.get('stdout', '')}\n"
+             f"{c.get('stderr', '')}" for c in console]
+    return "\n".join(parts)[:MAX_TEXT]
+
+
+def _stored_outcome(action_id: str | None) -> ActionOutcome | None:
+    if action_id is None:
+        return ActionOutcome("", "failed", None, "the step's action was never sent", [])
+    row = Action.get_or_none(Action.id == action_id)
+    if row is None:
+        return ActionOutcome(action_id, "failed", None, "the step's action was lost", [])
+    if row.state in UNFINISHED:
+        return None
+    return ActionOutcome(row.id, row.state, _loads(row.result), row.error,
+                         json.loads(row.console or "[]"))
+
+
+def _shown_args(spec: StepSpec, job_args: dict[str, Any]) -> dict[str, Any]:
+    args = {**job_args, **(spec.args(job_args) if spec.action else {})}
+    args = {k: v for k, v in args.items() if not k.startswith("__") and k not in spec.secret_args}
+    return redact(args)
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
