@@ -69,7 +69,8 @@ class Manager:
         ca.ensure_server_certificate(cfg.server_name_list() + ([cfg.public_host] if cfg.public_host else []))
         sessions = SessionRegistry()
         dispatcher = Dispatcher(db, sessions, metrics, cfg.audit)
-        engine = Engine(db, dispatcher, registry.default, self._instance_id(), cfg.audit)
+        engine = Engine(db, dispatcher, registry.default, self._instance_id(), cfg.audit,
+                        metrics=metrics)
         engine.listeners.append(self._state_changed)
         self.ctx = AppContext(cfg, db, Authenticator(db, cfg.auth_cache_ttl), ca, dispatcher,
                               sessions, engine, metrics)

@@ -24,6 +24,7 @@ from manager.engine import commands, progress
 from manager.engine.dispatch import Dispatcher, fail_action
 from manager.engine.planning import ObjectKey
 from manager.engine.registry import Registry
+from manager.ops.metrics import Metrics
 
 log = logging.getLogger("shepherd.engine")
 LEASE = datetime.timedelta(seconds=60)
@@ -34,13 +35,15 @@ StateListener = Callable[[str, int, str], None]
 
 class Engine:
     def __init__(self, db: DatabaseExecutor, dispatcher: Dispatcher, registry: Registry,
-                 instance: str, audit_enabled: bool = True, poll_interval: float = 1.0) -> None:
+                 instance: str, audit_enabled: bool = True, poll_interval: float = 1.0,
+                 metrics: Metrics | None = None) -> None:
         self.db = db
         self.dispatcher = dispatcher
         self.registry = registry
         self.instance = instance
         self.audit_enabled = audit_enabled
         self.poll_interval = poll_interval
+        self.metrics = metrics
         self.writer = BatchedWriter(db)
         self.listeners: list[StateListener] = []
         self.loop: asyncio.AbstractEventLoop | None = None  # set by start()
@@ -136,6 +139,8 @@ class Engine:
                 if job_id not in self._running:
                     self._running[job_id] = asyncio.create_task(self._run(job_id),
                                                                 name=f"job-{job_id}")
+            if self.metrics is not None:
+                self.metrics.jobs_running.set(len(self._running))
             if len(claimed) >= CLAIM_BATCH:
                 continue
             self._wake.clear()
@@ -174,6 +179,8 @@ class Engine:
                           job_id, extra={"job_id": job_id})
         finally:
             self._running.pop(job_id, None)
+            if self.metrics is not None:
+                self.metrics.jobs_running.set(len(self._running))
 
     async def _advance(self, job_id: int, outcome: Any) -> progress.Next:
         delay = 0.5
@@ -183,6 +190,8 @@ class Engine:
                                                      self.dispatcher.new_rows, job_id, outcome,
                                                      self.audit_enabled)
                 self.step_times.append(seconds)
+                if self.metrics is not None:
+                    self.metrics.engine_step.observe(seconds)
                 return nxt
             except DatabaseUnavailable:
                 log.warning("job %s: database unavailable; retrying in %.1f s", job_id, delay)

@@ -56,6 +56,11 @@ class Metrics:
             ["worker"], registry=r)
         self.agents_registered = Gauge(
             "shepherd_agents_registered", "Live hosts with an agent, by role.", ["role"], registry=r)
+        self.engine_step = Histogram(
+            "shepherd_engine_step_duration_seconds", "Database time the engine spends per job "
+            "step (record its outcome, start the next).", buckets=LATENCY_BUCKETS, registry=r)
+        self.jobs_running = Gauge(
+            "shepherd_jobs_running", "Jobs this manager is running now.", registry=r)
         self._action_names: set[str] = set()
 
     def action_label(self, name: str) -> str:

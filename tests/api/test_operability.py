@@ -104,6 +104,17 @@ def test_metrics_parse_and_move(admin, accounts_reset):
     assert not any("127.0.0.1" in k or "/api/user/1" in k for k in after)
 
 
+def test_engine_steps_are_counted(admin, accounts_reset):
+    from tests.api.test_registration import onboard, set_up
+    before = scrape(accounts_reset, admin.token)
+    key = "shepherd_engine_step_duration_seconds_count{}"
+    set_up(accounts_reset, admin, onboard(accounts_reset, admin, "metered.example"), "working")
+    after = scrape(accounts_reset, admin.token)
+    # two jobs, each advanced twice: start its action step, then record it and run the rest
+    assert after[key] - before.get(key, 0) >= 4
+    assert "shepherd_jobs_running{}" in after
+
+
 def test_metrics_need_credentials(accounts_reset):
     r = requests.get(accounts_reset.url + "/metrics", verify=accounts_reset.ca_path, timeout=10)
     assert r.status_code == 401
