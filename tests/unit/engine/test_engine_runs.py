@@ -479,3 +479,22 @@ def test_models_and_migration_agree(db):
         columns = {c.name for c in database.get_columns(model._meta.table_name)}
         assert columns == {f.column_name for f in model._meta.sorted_fields}, model
     assert isinstance(database, peewee.SqliteDatabase)
+
+
+@in_loop
+async def test_two_managers_on_one_database_never_run_a_job_twice(db):
+    async with Harness(db) as h:
+        other = Engine(db, h.dispatcher, h.registry, "other-manager", poll_interval=0.01)
+        other.start()
+        try:
+            for n in range(40):
+                h.world.states[("widget", 100 + n)] = "on"
+            h.world.states.update({("supply", 10 + n): "on" for n in range(4)})
+            command_id = await h.run_jobs([{"class_name": "FlakyJob",
+                                            "args": {"widget_id": 100 + n}} for n in range(40)])
+            other.wake()
+            assert not (await h.finished(command_id)).errored
+        finally:
+            await other.stop()
+        assert sorted(name for _, name in h.agents.executed) == ["test.flaky"] * 40
+        assert db.call(lambda: Step.select().count()) == 40  # no step started twice
