@@ -27,12 +27,16 @@ INSTALL_REQUIRES = [
     "pyroute2==0.9.7",
     "jsonschema==4.26.0",
     "prometheus-client==0.26.0",
+    "pyghmi==1.6.19",
+    "sushy==5.14.0",
 ]
 
 TEST_REQUIRES = [
     "pytest==9.2.0",
     "hypothesis==6.170.15",
     "ruff==0.17.6",
+    "sushy-tools==2.2.0",       # the Redfish emulator the power tests run
+    "bcrypt==5.0.0",            # sushy-tools' htpasswd check
 ]
 
 

@@ -6,6 +6,7 @@ embedded SQLite and a real throwaway PostgreSQL server.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 
@@ -67,7 +68,14 @@ def accounts_reset(manager: RunningManager, password_hashes: dict[str, str]) -> 
             model.delete().execute()
         admin = User.create(username="admin", password_hash=password_hashes[ADMIN_PASSWORD])
         UserGroup.create(user=admin, group=Group.get(Group.name == "superusers"))
-    manager.db(reset)
+    # the engine's running jobs belong to the previous test: stop them before their rows go
+    # (SQLite reuses ids, and a leftover task would take over a new job of the same id)
+    engine = manager.manager.ctx.engine
+    asyncio.run_coroutine_threadsafe(engine.stop(), manager.loop).result(60)
+    try:
+        manager.db(reset)
+    finally:
+        manager.loop.call_soon_threadsafe(engine.start)
     manager.manager.ctx.throttle.clear()
     return manager
 

@@ -155,5 +155,5 @@ def _parse_args(args_json: str, spec: ActionSpec) -> tuple[dict[str, Any], str |
 
 def default_registry() -> Registry:
     """The actions a real agent offers (imported here: those modules import this one)."""
-    from agent.actions import diagnostics, host, report
-    return Registry.from_modules([diagnostics, host, report])
+    from agent.actions import diagnostics, host, power, report
+    return Registry.from_modules([diagnostics, host, power, report])

@@ -20,11 +20,12 @@ import time
 import grpc
 
 from agent import __version__, identity, inventory
-from agent.actions import Registry, diagnostics, host, report
+from agent.actions import Registry, diagnostics, host, power, report
 from agent.config import AgentConfig
 from agent.connection import AgentConnection
 from agent.protocol import PROTOCOL_VERSION
 from agent.runner import ActionRunner
+from agent.simulator.bmc import SimulatedBmcs
 from agent.simulator.machine import MemoryOutbox, SimulatedMachine
 from agent.state import Identity, write_files
 from protos import agent_pb2, agent_pb2_grpc
@@ -50,6 +51,7 @@ class Fleet:
         self.roles = roles
         self.config = config or AgentConfig(state_dir="/nonexistent", backoff_min_s=1.0)
         self.agents: list[SimulatedAgent] = []
+        self.bmcs = SimulatedBmcs()     # the nodes' power, whichever agent switches it
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -105,7 +107,7 @@ class Fleet:
         """Start every agent's stream, ``wave`` at a time; returns seconds until all are up
         (or the last wave timed out)."""
         raise_fd_limit(len(self.agents) + 1024)
-        registry = Registry.from_modules([diagnostics, host, report])
+        registry = Registry.from_modules([diagnostics, host, power, report])
         start = time.monotonic()
         for first in range(0, len(self.agents), wave):
             batch = self.agents[first:first + wave]
@@ -115,6 +117,7 @@ class Fleet:
         return time.monotonic() - start
 
     def _start(self, agent: SimulatedAgent, registry: Registry) -> None:
+        agent.machine.bmcs = self.bmcs
         agent.runner = ActionRunner(registry, agent.machine, MemoryOutbox(),
                                     self.config.max_actions, label=agent.machine.fqdn)
         agent.connection = AgentConnection(self.agent_address, agent.identity, agent.machine,

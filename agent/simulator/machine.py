@@ -1,6 +1,6 @@
-"""The simulated hardware behind a simulated agent: what its inventory reports and what the
-``host.validate`` checks find, answered from fields (no real I/O, so that 10,000 simulated
-agents in one process stay cheap)."""
+"""The simulated hardware behind a simulated agent: what its inventory reports, what the
+``host.validate`` checks find and which BMCs its power actions reach, answered from fields
+(no real I/O, so that 10,000 simulated agents in one process stay cheap)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import dataclasses
 import time
 from typing import Any
 
+from agent.power import PowerDriver
+from agent.simulator.bmc import SimulatedBmcs
 from protos import agent_pb2
 
 
@@ -42,7 +44,8 @@ class SimulatedMachine:
 
     By default it has every command, kernel module and device asked for; ``missing`` names
     the ones it lacks. ``clock_offset`` skews its clock (seconds) and ``clock_synchronized``
-    is what it says of NTP.
+    is what it says of NTP. ``bmcs`` are the simulated BMCs its power actions reach (a
+    fleet shares one; a lone machine gets its own on first use).
     """
 
     fqdn: str
@@ -54,6 +57,7 @@ class SimulatedMachine:
     missing: frozenset[str] = frozenset()
     clock_offset: float = 0.0
     clock_synchronized: bool | None = True
+    bmcs: SimulatedBmcs | None = None
 
     def inventory(self) -> dict[str, Any]:
         octets = f"{(self.index >> 8) & 0xFF}.{self.index & 0xFF}"
@@ -82,6 +86,13 @@ class SimulatedMachine:
 
     def now(self) -> float:
         return time.time() + self.clock_offset
+
+    @property
+    def power_drivers(self) -> dict[str, PowerDriver]:
+        """Stand-ins for the real power drivers (see ``agent.actions.power``)."""
+        if self.bmcs is None:
+            self.bmcs = SimulatedBmcs()
+        return self.bmcs.power_drivers
 
 
 def _mac(index: int) -> str:

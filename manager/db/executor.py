@@ -3,6 +3,8 @@
 Each thread keeps its own connection open between calls (opened on first use). A lost or
 unreachable database becomes ``DatabaseUnavailable`` (the HTTP layer answers 503) and the
 broken connection is dropped, so the manager recovers by itself when the database returns.
+A PostgreSQL deadlock or serialization failure is not an outage: the call runs again (a few
+times, after a short random pause), so each call must be one transaction or idempotent.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +24,7 @@ import peewee
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CONFLICT_RETRIES = 4
 
 
 class DatabaseUnavailable(Exception):
@@ -54,15 +58,24 @@ class DatabaseExecutor:
             self.metrics.db_in_flight.dec()
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        try:
-            self.database.connect(reuse_if_open=True)
-            return fn(*args, **kwargs)
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            if _is_lock_timeout(exc):
-                raise DatabaseUnavailable("database busy, try again") from exc
-            self._drop_connection()
-            log.warning("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
-            raise DatabaseUnavailable("database unavailable") from exc
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                self.database.connect(reuse_if_open=True)
+                return fn(*args, **kwargs)
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                if not _is_conflict(exc) or attempt == CONFLICT_RETRIES - 1:
+                    self._unavailable(exc)
+                # PostgreSQL rolled the transaction back whole: running it again is safe
+                log.info("database conflict (%s); retrying", _first_line(exc))
+                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _unavailable(self, exc: Exception) -> None:
+        if _is_lock_timeout(exc) or _is_conflict(exc):
+            raise DatabaseUnavailable("database busy, try again") from exc
+        self._drop_connection()
+        log.warning("database unavailable: %s", _first_line(exc))
+        raise DatabaseUnavailable("database unavailable") from exc
 
     def _drop_connection(self) -> None:
         """Forget this thread's broken connection; the next call opens a new one."""
@@ -77,3 +90,16 @@ class DatabaseExecutor:
 
 def _is_lock_timeout(exc: Exception) -> bool:
     return "database is locked" in str(exc)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """A PostgreSQL deadlock or serialization failure: the server rolled the transaction
+    back, and running it again is the documented remedy."""
+    # peewee re-raises the driver's error as its own; the original is its context
+    candidates = (exc.__cause__, exc.__context__, *exc.args)
+    return any(getattr(c, "pgcode", None) in ("40P01", "40001") for c in candidates)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from manager.db.base import utcnow
-from manager.db.hosts import Host
+from manager.db.hosts import Action, Host
 from manager.domain import hosts
 from manager.engine import commands
 from manager.engine.registry import (
@@ -99,18 +99,32 @@ def _validate_args(args: dict[str, Any]) -> dict[str, Any]:
 
 def _check_clock(args: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     """The agent's clock must agree with the manager's: certificates, leases and logs
-    compare times across machines."""
+    compare times across machines. The agent read its clock after the manager sent the
+    validation and before the manager stored its answer; outside that window (widened by
+    the tolerance) the clocks disagree, however busy the manager was meanwhile."""
     report = results[-1] or {}
     agent_time = report.get("time")
-    if not isinstance(agent_time, (int, float)):
+    if isinstance(agent_time, bool) or not isinstance(agent_time, (int, float)):
         raise StepFailed("the agent did not report its clock")
-    skew = utcnow().replace(tzinfo=datetime.UTC).timestamp() - agent_time
-    # the result travelled after the agent read its clock: a late arrival is not skew
-    if skew < -MAX_CLOCK_SKEW.total_seconds() or skew > MAX_CLOCK_SKEW.total_seconds() + 60:
-        raise StepFailed(f"the host's clock is {abs(skew):.1f} s "
-                         f"{'ahead of' if skew < 0 else 'behind'} the manager's; "
-                         "synchronise it (chrony/NTP) and set the host up again")
-    return {"skew_seconds": round(skew, 3), "ntp_synchronized": report.get("ntp_synchronized")}
+    sent, answered = (Action.select(Action.created_at, Action.finished_at)
+                      .where(Action.host == args["host_id"], Action.name == "host.validate",
+                             Action.state == "succeeded")
+                      .order_by(Action.created_at.desc()).tuples().first())
+    low = _epoch(sent) - MAX_CLOCK_SKEW.total_seconds()
+    high = _epoch(answered) + MAX_CLOCK_SKEW.total_seconds()
+    if not low <= agent_time <= high:
+        ahead = agent_time > high
+        off = agent_time - high if ahead else low - agent_time
+        raise StepFailed(f"the host's clock is at least {off:.1f} s "
+                         f"{'ahead of' if ahead else 'behind'} the manager's; synchronise it "
+                         "(chrony/NTP) and set the host up again")
+    midpoint = (_epoch(sent) + _epoch(answered)) / 2
+    return {"skew_seconds": round(agent_time - midpoint, 3),
+            "ntp_synchronized": report.get("ntp_synchronized")}
+
+
+def _epoch(when: datetime.datetime) -> float:
+    return when.replace(tzinfo=datetime.UTC).timestamp()
 
 
 def _record_inventory(args: dict[str, Any], results: list[Any]) -> dict[str, Any]:

@@ -123,15 +123,24 @@ def plan_state_change(registry: Registry, key: ObjectKey, target: str) -> Planne
     return Planned(message, jobs, {j.id: registry.job_args(j.key, {}) for j in jobs}, [], locks)
 
 
-def plan_jobs(registry: Registry, requests: list[dict[str, Any]], message: str) -> Planned:
-    """Plan explicitly requested jobs (``POST /api/command/``): each must be available for
-    its object; what they require of other objects is planned ahead of them."""
+Requested = tuple[JobClass, ObjectKey, Args]
+MAX_ID = 2**63 - 1  # the id columns' range: a larger number is no object, not a crash
+
+
+def check_requests(registry: Registry, requests: list[Any]) -> list[Requested]:
+    """Each requested job (``POST /api/command/``) is an available job of an existing
+    object; raises PlanError naming the first that is not."""
+    return [_requested_job(registry, request, index) for index, request in enumerate(requests)]
+
+
+def plan_jobs(registry: Registry, requests: list[Requested], message: str) -> Planned:
+    """Plan checked requested jobs; what they require of other objects is planned ahead
+    of them."""
     locks = load_locks(registry)
     states = StateCache(registry)
     planned: list[PlannedJob] = []
     args: dict[int, Args] = {}
-    for index, request in enumerate(requests):
-        job_class, key, job_args = _requested_job(registry, request, index)
+    for job_class, key, job_args in requests:
         for need in job_class.requires(job_args):
             if locks.projected_state(need.key, states(need.key)) not in need.acceptable:
                 before = plan(locks, need.key, need.preferred, states, registry.machine_of,
@@ -162,8 +171,8 @@ def _requested_job(registry: Registry, request: Any, index: int) -> tuple[JobCla
                                 "state instead")
     cls = registry.stateful(job_class.object_type)
     object_id = job_args.get(cls.id_arg)
-    if isinstance(object_id, bool) or not isinstance(object_id, int):
-        raise PlanError("jobs", f"{where}: args.{cls.id_arg} must be an integer")
+    if isinstance(object_id, bool) or not isinstance(object_id, int) or not 0 < object_id <= MAX_ID:
+        raise PlanError("jobs", f"{where}: args.{cls.id_arg} must be a positive integer id")
     row = cls.load(object_id)
     if row is None:
         raise PlanError("jobs", f"{where}: {cls.name} {object_id} does not exist")
@@ -341,17 +350,15 @@ def _complete_commands(job_ids: list[int]) -> None:
             alerts.end_alert(kind, "command", command.id)
 
 
-def preempt(registry: Registry, requests: list[Any]) -> list[str]:
+def preempt(registry: Registry, requests: list[Requested]) -> list[str]:
     """Before planning jobs that preempt (Force Remove): cancel every unfinished job
     locking their objects. Returns the action ids to stop."""
     stop: list[str] = []
-    for request in requests:
-        job_class = registry.jobs.get(request.get("class_name")) if isinstance(request, dict) else None
-        if job_class is None or not job_class.preempts or not isinstance(request.get("args"), dict):
+    for job_class, (object_type, object_id), _ in requests:
+        if not job_class.preempts:
             continue
-        object_id = request["args"].get(registry.stateful(job_class.object_type).id_arg)
         held = (JobLock.select(JobLock.job).join(Job)
-                .where(JobLock.object_type == job_class.object_type, JobLock.object_id == object_id,
+                .where(JobLock.object_type == object_type, JobLock.object_id == object_id,
                        JobLock.released == False, Job.state != COMPLETE).distinct())
         for (job_id,) in held.tuples():
             stop += cancel_job(registry, job_id, force=True,

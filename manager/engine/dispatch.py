@@ -138,7 +138,9 @@ class Dispatcher:
                 self.metrics.actions_dispatched.labels(self.metrics.action_label(row["name"])).inc()
             self.metrics.actions_in_flight.inc(len(rows))
         for row in rows:
-            if row["state"] == "sent":
+            # also a "queued" row whose agent connected meanwhile: its stream's pending_for
+            # may have run before these rows committed (an agent drops a second copy by id)
+            if row["state"] == "sent" or self.transport.is_connected(row["host"]):
                 spec = ActionSpec(row["id"], row["name"], row["args"], _epoch_ms(row["deadline"]))
                 self.transport.deliver(row["host"], [spec])
 

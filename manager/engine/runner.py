@@ -59,11 +59,16 @@ class Engine:
         self._tasks = [asyncio.create_task(self._claim_loop(), name="engine-claims"),
                        asyncio.create_task(self._lease_loop(), name="engine-leases")]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
         """Stop running jobs here without failing them: they resume at the next start."""
-        for task in [*self._tasks, *self._running.values()]:
+        tasks = [*self._tasks, *self._running.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._running.values(), return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=grace)
+            if stuck:  # never wait for ever: their jobs' leases run out and they resume
+                log.warning("%d engine tasks did not stop within %.0f s", len(stuck), grace)
+        self._tasks = []
         await self.writer.stop()
 
     def wake(self) -> None:
@@ -95,8 +100,9 @@ class Engine:
         database = self.db.database
         with database.atomic() as txn:
             commands.serialize_planning(database)
-            stop = commands.preempt(self.registry, requests)
-            planned = commands.plan_jobs(self.registry, requests, message)
+            checked = commands.check_requests(self.registry, requests)
+            stop = commands.preempt(self.registry, checked)
+            planned = commands.plan_jobs(self.registry, checked, message)
             if dry_run:
                 doc = commands.preview(self.registry, planned)
                 txn.rollback()
@@ -144,8 +150,9 @@ class Engine:
             if len(claimed) >= CLAIM_BATCH:
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            try:  # (not wait_for: on Python 3.11 it can swallow a cancellation, hanging stop())
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

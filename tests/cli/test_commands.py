@@ -171,7 +171,8 @@ def test_removing_a_busy_host_waits_behind_its_set_up_and_force_does_not(shepher
     command_id = int(forced.stdout.split(":")[0].split()[-1])
     assert forced.stdout == (f"Started command {command_id}: Force Remove n1.example "
                              f"(follow it: shepherd command wait {command_id})\n")
-    ended = json.loads(shepherd("command", "wait", str(command_id), "--json").stdout)
+    ended = json.loads(shepherd("command", "wait", str(command_id), "--json",
+                                "--timeout", "30").stdout)
     assert ended["complete"] is True and ended["errored"] is False
     assert host_states(shepherd) == {}
 

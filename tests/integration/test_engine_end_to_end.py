@@ -131,13 +131,13 @@ def test_cancelling_a_running_job_stops_its_action_on_the_agent(lan, agent, slee
     command = lan.admin.post("/api/command/", {"message": "sleep", "jobs": [
         {"class_name": "SleepHostJob", "args": {"host_id": agent.host_id}}]})
     job_uri = command["jobs"][0]
-    step = wait_until(lambda: (j := lan.admin.get(job_uri))["steps"] and j["steps"][0], 10,
+    step = wait_until(lambda: (j := lan.admin.get(job_uri))["steps"] and j["steps"][0], 30,
                       "the step to start")
     action_id = lan.manager.db(lambda: Step.get_by_id(int(step.rstrip("/").rsplit("/", 1)[1])).action_id)
-    wait_until(lambda: agent.starts(action_id), 10, "the sleep to start on the agent")
+    wait_until(lambda: agent.starts(action_id), 30, "the sleep to start on the agent")
     assert lan.admin.get(job_uri)["available_transitions"][0]["state"] == "cancelled"
     lan.admin.put(job_uri, {"state": "cancelled"})
-    done = lan.wait_command(command, 10)
+    done = lan.wait_command(command, 30)
     assert (done["cancelled"], done["errored"]) == (True, False)
     job = lan.admin.get(job_uri)
     assert (job["state"], job["cancelled"], job["available_transitions"]) == ("complete", True, [])

@@ -18,7 +18,8 @@ def execute(request, registry=None, progress=None):
 
 def test_default_actions():
     assert default_registry().names() == ["agent.ping", "agent.sleep", "host.validate",
-                                          "report.inventory"]
+                                          "power.cycle", "power.off", "power.on",
+                                          "power.reset", "power.status", "report.inventory"]
 
 
 def test_ping_answers_with_echo_and_fqdn():

@@ -450,7 +450,7 @@ def test_planning_refuses_what_is_not_offered(db):
             ([{"class_name": "NoSuchJob", "args": {}}], "unknown job class"),
             ([{"class_name": "TurnOnJob", "args": {"widget_id": 11}}], "PUT the object's state"),
             ([{"class_name": "PolishJob", "args": {"widget_id": 11}}], "not available"),
-            ([{"class_name": "PolishJob", "args": {"widget_id": "11"}}], "must be an integer"),
+            ([{"class_name": "PolishJob", "args": {"widget_id": "11"}}], "must be a positive integer id"),
             ([{"class_name": "PolishJob", "args": {"widget_id": 12}}], "does not exist"),
             (["PolishJob"], "each job is an object")):
         with pytest.raises(commands.PlanError, match=message):
@@ -460,11 +460,11 @@ def test_planning_refuses_what_is_not_offered(db):
 
 def test_a_thousand_job_command_plans_with_derived_waits(db):
     h = Harness(db)
-    for n in range(100):
+    for n in range(1, 101):
         h.world.states[("supply", n)] = "on"
         for k in range(10):
             h.world.states[("widget", n * 10 + k)] = "on"
-    jobs = [{"class_name": "PolishJob", "args": {"widget_id": w}} for w in range(1000)]
+    jobs = [{"class_name": "PolishJob", "args": {"widget_id": w}} for w in range(10, 1010)]
     command_id = db.call(h.engine.plan_jobs, jobs, "polish everything", "tester")
     assert db.call(lambda: Job.select().count()) == 1000
     assert db.call(lambda: JobLock.select().count()) == 2000  # a write and a read each
