@@ -12,6 +12,7 @@ import prometheus_client
 import tornado.httpserver
 import tornado.netutil
 
+from manager import secrets
 from manager.agents.presence import Presence
 from manager.agents.server import build_server
 from manager.agents.servicer import AgentServicer
@@ -65,6 +66,8 @@ class Manager:
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         await self._initial_admin(db)
+        box = secrets.load(cfg.state_dir)
+        secrets.install(box)
         ca = CertificateAuthority(cfg.state_dir)
         ca.ensure_server_certificate(cfg.server_name_list() + ([cfg.public_host] if cfg.public_host else []))
         sessions = SessionRegistry()
@@ -73,7 +76,7 @@ class Manager:
                         metrics=metrics)
         engine.listeners.append(self._state_changed)
         self.ctx = AppContext(cfg, db, Authenticator(db, cfg.auth_cache_ttl), ca, dispatcher,
-                              sessions, engine, metrics)
+                              sessions, engine, metrics, secrets=box)
         await self._start_agent_server(db, ca, dispatcher, sessions)
         self._start_http(ca)
         dispatcher.start()

@@ -17,6 +17,13 @@ from manager.db.accounts import ApiToken, Group, User, UserGroup, WebSession
 from manager.db.audit import AuditRecord
 from manager.db.engine import Command, CommandJob, Job, JobLock, JobWait, Step
 from manager.db.hosts import Action, Alert, Host, RegistrationToken
+from manager.db.inventory import (
+    Node,
+    NodeGroup,
+    NodeMac,
+    PowerControlDevice,
+    PowerControlDeviceOutlet,
+)
 from manager.domain import passwords
 from tests.manager_process import RunningManager
 from tests.pgcluster import ThrowawayPostgres
@@ -63,6 +70,7 @@ def accounts_reset(manager: RunningManager, password_hashes: dict[str, str]) -> 
     """Empty the account tables and create ``admin`` (a superuser) afresh."""
     def reset() -> None:
         for model in (Step, JobLock, JobWait, CommandJob, Job, Command, AuditRecord, Alert,
+                      NodeGroup, NodeMac, Node, PowerControlDeviceOutlet, PowerControlDevice,
                       Action, Host, RegistrationToken, WebSession, ApiToken,
                       UserGroup, User):
             model.delete().execute()

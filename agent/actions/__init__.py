@@ -149,8 +149,27 @@ def _parse_args(args_json: str, spec: ActionSpec) -> tuple[dict[str, Any], str |
     error = jsonschema.exceptions.best_match(spec.validator.iter_errors(args))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "arguments"
-        return {}, f"invalid arguments for {spec.name}: {where}: {error.message}"
+        return {}, f"invalid arguments for {spec.name}: {where}: {_rule(error)}"
     return args, None
+
+
+_RULES = {
+    "type": "must be of type {}", "minimum": "must be at least {}", "maximum": "must be at most {}",
+    "exclusiveMinimum": "must be more than {}", "exclusiveMaximum": "must be less than {}",
+    "minLength": "must be at least {} characters", "maxLength": "must be at most {} characters",
+    "minItems": "must have at least {} items", "maxItems": "must have at most {} items",
+    "pattern": "must match {}", "enum": "must be one of {}", "const": "must be {}",
+}
+
+
+def _rule(error: jsonschema.exceptions.ValidationError) -> str:
+    """The rule an argument broke, never its value: a refused value may be a password."""
+    if error.validator in ("required", "additionalProperties", "dependentRequired"):
+        return error.message  # names properties, not values
+    template = _RULES.get(str(error.validator))
+    if template is None:
+        return f"fails the schema's {error.validator} rule"
+    return template.format(json.dumps(error.validator_value)[:200])
 
 
 def default_registry() -> Registry:

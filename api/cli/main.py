@@ -20,6 +20,7 @@ from api.cli import (
     completion,
     hosts,
     jobs,
+    nodes,
     tokens,
     users,
 )
@@ -84,7 +85,8 @@ def main(ctx: click.Context, context: str | None, ca_file: str | None, insecure:
 
 
 for _command in (auth.login, auth.logout, auth.context, users.user, tokens.token, hosts.host,
-                 commands.command, jobs.job, alerts.alert, audit.audit, completion.completion):
+                 nodes.node, commands.command, jobs.job, alerts.alert, audit.audit,
+                 completion.completion):
     main.add_command(_command)
 
 

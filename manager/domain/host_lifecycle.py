@@ -16,6 +16,7 @@ from typing import Any
 from manager.db.base import utcnow
 from manager.db.hosts import Action, Host
 from manager.domain import hosts
+from manager.domain.inventory import nodes
 from manager.engine import commands
 from manager.engine.registry import (
     JobClass,
@@ -67,9 +68,15 @@ def _states(ids: list[int]) -> dict[int, str]:
     return dict(rows)
 
 
+def _remove(host_id: int) -> None:
+    """Revoke and mark removed; its nodes stay in the inventory, without it."""
+    hosts.mark_removed(host_id)
+    nodes.unlink_host(host_id)
+
+
 def _set_state(host_id: int, state: str) -> None:
     if state == hosts.REMOVED:
-        hosts.mark_removed(host_id)
+        _remove(host_id)
     else:
         Host.update(state=state, state_modified_at=utcnow()).where(Host.id == host_id).execute()
 
@@ -139,7 +146,7 @@ def _record_inventory(args: dict[str, Any], results: list[Any]) -> dict[str, Any
 
 
 def _revoke(args: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    hosts.mark_removed(args["host_id"])
+    _remove(args["host_id"])
     return {"certificate_revoked": True}
 
 
@@ -192,10 +199,12 @@ register_with(default_registry)
 def register(reg: hosts.Registration, sign: hosts.Signer,
              registry: Registry = default_registry) -> tuple[Host, int]:
     """Register the host (in ``unconfigured``) and plan its set-up to its profile's state,
-    in one transaction: a host never exists without the command that sets it up."""
+    in one transaction: a host never exists without the command that sets it up. A compute
+    host gets its node in the inventory at the same time."""
     database = Host._meta.database
     with database.atomic():
         host = hosts.register(reg, sign, initial_state=HOST_MACHINE.initial)
+        nodes.attach_registered_host(host)
         commands.serialize_planning(database)
         planned = commands.plan_state_change(registry, ("host", host.id),
                                              host.server_profile.initial_state)

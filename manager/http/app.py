@@ -14,6 +14,12 @@ from manager.http.iml.audit_log import AuditLogResource
 from manager.http.iml.commands import CommandResource, JobResource, StepResource
 from manager.http.iml.handlers import routes as iml_routes
 from manager.http.iml.hosts import HostResource, ServerProfileResource
+from manager.http.iml.inventory import NodeResource, bulk_routes
+from manager.http.iml.power import (
+    PowerControlDeviceOutletResource,
+    PowerControlDeviceResource,
+    PowerControlTypeResource,
+)
 from manager.http.iml.registration import RegistrationTokenResource
 from manager.http.iml.resource import Resource
 from manager.http.iml.session import SessionHandler
@@ -33,13 +39,16 @@ access_log = logging.getLogger("shepherd.access")
 
 def iml_resources(ctx: AppContext) -> list[Resource]:
     return [AlertResource(), AuditLogResource(), CommandResource(ctx.engine), GroupResource(),
-            HostResource(ctx.engine), JobResource(ctx.engine),
+            HostResource(ctx.engine), JobResource(ctx.engine), NodeResource(),
+            PowerControlDeviceResource(ctx.secrets), PowerControlDeviceOutletResource(),
+            PowerControlTypeResource(),
             RegistrationTokenResource(ctx.public_url, lambda: ctx.ca.fingerprint, ctx.config),
             ServerProfileResource(), StepResource(), TestHostResource(), UserResource()]
 
 
 def make_app(ctx: AppContext) -> tornado.web.Application:
     kw = {"ctx": ctx}
+    resources = iml_resources(ctx)
     routes = [
         (r"/certificate/?", CertificateHandler, kw),
         (r"/healthz", HealthHandler, kw),
@@ -49,7 +58,8 @@ def make_app(ctx: AppContext) -> tornado.web.Application:
         (r"/auth/token", TokenHandler, kw),
         (r"/api/session/?", SessionHandler, kw),
         (r"/agent/?", AgentInfoHandler, kw),
-        *iml_routes(ctx, iml_resources(ctx)),
+        *bulk_routes(ctx, resources),
+        *iml_routes(ctx, resources),
     ]
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
                                    default_handler_args=kw, log_function=_log_request,

@@ -15,6 +15,7 @@ from manager.engine.runner import Engine
 from manager.http.auth import Authenticator
 from manager.ops.metrics import Metrics
 from manager.pki import CertificateAuthority
+from manager.secrets import SecretBox
 
 
 @dataclasses.dataclass
@@ -28,6 +29,7 @@ class AppContext:
     engine: Engine
     metrics: Metrics | None = None
     throttle: LoginThrottle | None = None
+    secrets: SecretBox | None = None  # encrypts stored device passwords
     http_port: int = 0
     agent_port: int = 0
     registration_port: int = 0

@@ -11,14 +11,22 @@ import pytest
 from api.client import Client, ShepherdError
 from manager.db.engine import COMPLETE, Command, CommandJob, Job, Step
 from manager.db.hosts import Alert, Host, ServerProfile
+from manager.db.inventory import (
+    Node,
+    PowerControlDevice,
+    PowerControlDeviceOutlet,
+    PowerControlType,
+)
 from manager.domain import alerts
+from manager.domain.inventory.power_types import BUILTIN_TYPES
 
 GROUPS = ("superusers", "filesystem_administrators", "filesystem_users", None)
 ADMINS = {"superusers", "filesystem_administrators"}
 EVERYONE = set(GROUPS) - {None}
 
 # (method, path template, body, groups allowed); {user} is another user's id, {host}/{token}/
-# {alert}/{command}/{job}/{step} objects created by the fixture ("{host}" also in bodies).
+# {alert}/{command}/{job}/{step}/{node}/{ptype}/{device}/{pdu}/{outlet} objects created by the
+# fixture ("{host}" also in bodies, the others also inside strings of bodies).
 MATRIX = [
     ("GET", "/api/user/", None, EVERYONE),
     ("POST", "/api/user/", {"username": "newbie", "password1": "newbie-pass-1",
@@ -47,6 +55,29 @@ MATRIX = [
     ("GET", "/api/step/", None, EVERYONE),
     ("GET", "/api/step/{step}/", None, EVERYONE),
     ("POST", "/api/test_host/", {"address": "192.0.2.1:1", "root_pw": "x"}, ADMINS),
+    ("GET", "/api/node/", None, EVERYONE),
+    ("GET", "/api/node/{node}/", None, EVERYONE),
+    ("POST", "/api/node/", {"xname": "x9c0s0b0n0"}, ADMINS),
+    ("PATCH", "/api/node/", {"objects": [{"xname": "x9c0s0b0n1"}]}, ADMINS),
+    ("PUT", "/api/node/{node}/", {"enabled": False}, ADMINS),
+    ("PATCH", "/api/node/{node}/", {"enabled": True}, ADMINS),
+    ("DELETE", "/api/node/{node}/", None, ADMINS),
+    ("GET", "/api/power_control_type/", None, EVERYONE),
+    ("POST", "/api/power_control_type/", {"agent": "fence_apc", "name": "perm type"}, ADMINS),
+    ("PUT", "/api/power_control_type/{ptype}/", {"make": "X"}, ADMINS),
+    ("DELETE", "/api/power_control_type/{ptype}/", None, ADMINS),
+    ("GET", "/api/power_control_device/", None, EVERYONE),
+    ("GET", "/api/power_control_device/{device}/", None, EVERYONE),
+    ("POST", "/api/power_control_device/", {"device_type": "/api/power_control_type/{ipmi}/",
+                                           "address": "192.0.2.9", "password": "x"}, ADMINS),
+    ("PUT", "/api/power_control_device/{device}/", {"username": "u"}, ADMINS),
+    ("DELETE", "/api/power_control_device/{device}/", None, ADMINS),
+    ("GET", "/api/power_control_device_outlet/", None, EVERYONE),
+    ("POST", "/api/power_control_device_outlet/", {"device": "/api/power_control_device/{pdu}/",
+                                                  "identifier": "7"}, ADMINS),
+    ("PUT", "/api/power_control_device_outlet/{outlet}/", {"identifier": "8"}, ADMINS),
+    ("PATCH", "/api/power_control_device_outlet/{outlet}/", {"identifier": "9"}, ADMINS),
+    ("DELETE", "/api/power_control_device_outlet/{outlet}/", None, ADMINS),
     ("GET", "/metrics", None, EVERYONE),
 ]
 
@@ -71,7 +102,20 @@ def world(admin, accounts_reset, make_user):
         step = Step.create(job=job, class_name="ReportInventoryStep", step_index=0,
                            step_count=1, state="success")
         return {"host": host.id, "alert": Alert.get(Alert.alert_item_id == host.id).id,
-                "command": command.id, "job": job.id, "step": step.id}
+                "command": command.id, "job": job.id, "step": step.id, **inventory()}
+
+    def inventory():
+        PowerControlType.delete().where(PowerControlType.name.not_in(BUILTIN_TYPES)).execute()
+        ipmi = PowerControlType.get(PowerControlType.name == "IPMI")
+        ptype = PowerControlType.create(name="perm spare", agent="fence_apc")
+        device = PowerControlDevice.create(device_type=ipmi, name="bmc", address="192.0.2.7",
+                                           port=623)
+        pdu = PowerControlDevice.create(device_type=PowerControlType.get(
+            PowerControlType.name == "APC PDU"), name="pdu", address="192.0.2.8", port=161)
+        outlet = PowerControlDeviceOutlet.create(device=pdu, identifier="1")
+        node = Node.create(xname="x9c0s0b1n0", xname_key="x9", role="Compute")
+        return {"node": node.id, "ptype": ptype.id, "ipmi": ipmi.id, "device": device.id,
+                "pdu": pdu.id, "outlet": outlet.id}
 
     ids = accounts_reset.db(host_alert_and_work)
     clients = {g: make_user(f"u-{g}", g) for g in GROUPS if g}
@@ -83,7 +127,10 @@ def world(admin, accounts_reset, make_user):
                          ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
 def test_permission_matrix(world, method, path, body, allowed):
     clients, ids = world
-    body = json.loads(json.dumps(body).replace('"{host}"', str(ids["host"])))
+    text = json.dumps(body).replace('"{host}"', str(ids["host"]))
+    for name, value in ids.items():
+        text = text.replace(f"{{{name}}}", str(value))
+    body = json.loads(text)
     # refused groups first: an allowed DELETE would leave the others nothing to be refused on
     for group in sorted(GROUPS, key=lambda g: g in allowed):
         status = answer(clients[group], method, path.format(**ids), body)

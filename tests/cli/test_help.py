@@ -32,7 +32,8 @@ def test_the_command_tree():
         "alert", "alert dismiss", "alert list", "audit", "audit list", "command", "command cancel",
         "command list", "command run", "command show", "command wait", "completion", "context",
         "context list", "context use", "host", "host list", "host remove", "host set-state",
-        "host show", "job", "job cancel", "login", "logout", "token", "token cancel",
+        "host show", "job", "job cancel", "login", "logout", "node", "node import", "node list",
+        "node set", "token", "token cancel",
         "token create", "token list", "user", "user create", "user delete", "user list",
         "user set-password"]
 

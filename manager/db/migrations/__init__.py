@@ -10,9 +10,15 @@ from __future__ import annotations
 import peewee
 
 from manager.db.base import utcnow
-from manager.db.migrations import m0001_accounts, m0002_hosts, m0003_audit, m0004_engine
+from manager.db.migrations import (
+    m0001_accounts,
+    m0002_hosts,
+    m0003_audit,
+    m0004_engine,
+    m0005_inventory,
+)
 
-MIGRATIONS = (m0001_accounts, m0002_hosts, m0003_audit, m0004_engine)
+MIGRATIONS = (m0001_accounts, m0002_hosts, m0003_audit, m0004_engine, m0005_inventory)
 
 #: PostgreSQL advisory lock key held while migrating, so two managers never migrate at once.
 _LOCK_KEY = 0x5E9E_0001

@@ -36,8 +36,10 @@ def test_unknown_action_is_a_failed_result():
 
 
 @pytest.mark.parametrize(("args_json", "message"), [
-    ('{"seconds": -1}', "invalid arguments for agent.sleep: seconds: -1 is less than"),
-    ('{"seconds": "5"}', "invalid arguments for agent.sleep: seconds: '5' is not of type"),
+    ('{"seconds": -1}', "invalid arguments for agent.sleep: seconds: must be at least 0"),
+    ('{"seconds": "5"}', 'invalid arguments for agent.sleep: seconds: must be of type "number"'),
+    ('{"seconds": 1, "secret": "hunter2"}',
+     "invalid arguments for agent.sleep: arguments: Additional properties are not allowed"),
     ("{}", "invalid arguments for agent.sleep: arguments: 'seconds' is a required property"),
     ('{"seconds": 1, "x": 2}', "Additional properties are not allowed"),
     ("[1", "invalid arguments for agent.sleep: not JSON"),
@@ -89,3 +91,18 @@ def test_sleep_reports_progress_each_second():
 def test_report_inventory_returns_the_machine_inventory():
     result = execute(make_request(name="report.inventory"))
     assert json.loads(result.result_json) == FakeMachine().inventory()
+
+
+@pytest.mark.parametrize("rule", [{"maxLength": 4}, {"pattern": "^[a-z]+$"}, {"enum": ["x"]}])
+def test_a_refused_value_is_never_quoted(rule):
+    """The value an argument was refused for may be a password: the error names the rule."""
+    @action("t.secret", schema={"type": "object",
+                                "properties": {"password": {"type": "string", **rule}}})
+    async def secret(args, ctx):
+        return {}
+
+    request = make_request(name="t.secret")
+    request.args_json = '{"password": "Hunter2-secret"}'
+    error = execute(request, Registry.from_modules([_module_with(secret)])).error
+    assert error.startswith("invalid arguments for t.secret: password: must ")
+    assert "Hunter2" not in error
