@@ -69,6 +69,9 @@ class Engine:
             if stuck:  # never wait for ever: their jobs' leases run out and they resume
                 log.warning("%d engine tasks did not stop within %.0f s", len(stuck), grace)
         self._tasks = []
+        # forget them all: a job claimed after the next start must never be taken for one
+        # still running here (ids are reused once rows are deleted, as tests do)
+        self._running.clear()
         await self.writer.stop()
 
     def wake(self) -> None:
@@ -142,7 +145,8 @@ class Engine:
                 log.warning("could not claim jobs", exc_info=True)
                 claimed = []
             for job_id in claimed:
-                if job_id not in self._running:
+                running = self._running.get(job_id)
+                if running is None or running.done():
                     self._running[job_id] = asyncio.create_task(self._run(job_id),
                                                                 name=f"job-{job_id}")
             if self.metrics is not None:
@@ -185,7 +189,8 @@ class Engine:
             log.exception("job %s: the engine failed to advance it; retrying on the next claim",
                           job_id, extra={"job_id": job_id})
         finally:
-            self._running.pop(job_id, None)
+            if self._running.get(job_id) is asyncio.current_task():
+                del self._running[job_id]
             if self.metrics is not None:
                 self.metrics.jobs_running.set(len(self._running))
 
