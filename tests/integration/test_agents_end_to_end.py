@@ -9,7 +9,6 @@ killed mid-action, and onboarding over SSH.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import shlex
 import signal
@@ -23,23 +22,9 @@ from manager.config import ConfigError
 from manager.db.hosts import Action, RegistrationToken
 from manager.domain.errors import NotFound
 from tests.agents_fixture import AGENT, AgentProcess, Lan, holds_for, wait_until
-from tests.netns import NetnsHost
 from tests.sshd import Sshd
 
 CONNECT_TIMEOUT = 20  # first connection: process start, TLS, Hello/Welcome
-
-
-@pytest.fixture
-def hosts():
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(NetnsHost()) for _ in range(2)]
-
-
-@pytest.fixture
-def lan(tmp_path, hosts):
-    running = Lan(str(tmp_path), hosts).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ clean up, then started again on the same state directory, database and ports.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -25,23 +24,10 @@ from manager.db.engine import Job, Step
 from manager.domain import host_lifecycle
 from manager.engine import registry
 from manager.engine.registry import JobClass, StepSpec
-from tests.agents_fixture import AgentProcess, Lan, wait_until
+from tests.agents_fixture import AgentProcess, wait_until
 from tests.netns import NetnsHost
 
 CONNECT_TIMEOUT = 20
-
-
-@pytest.fixture
-def hosts():
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(NetnsHost()) for _ in range(2)]
-
-
-@pytest.fixture
-def lan(tmp_path, hosts):
-    running = Lan(str(tmp_path), hosts).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture
