@@ -52,33 +52,46 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 # --- virtual IPMI BMCs (parent side) ----------------------------------------------------------
 
 class VirtualBmcs:
-    """N virtual BMCs in one child process; ``ports[i]`` is BMC i's UDP port on 127.0.0.1.
+    """N virtual BMCs; ``ports[i]`` is BMC i's UDP port on 127.0.0.1.
 
     ``power`` is the initial state of every node; ``fields`` set every BMC as ``set`` does.
-    All BMCs of one instance share a single server loop, so a slow BMC (``delay``) slows its
+    BMCs are served by child processes of at most ``PER_PROCESS`` each (pyghmi's server loop
+    uses ``select``, bounded to 1024 descriptors; several processes also use several cores).
+    The BMCs of one process share its server loop, so a slow BMC (``delay``) slows its
     neighbours too: give slow BMCs their own instance.
     """
 
+    PER_PROCESS = 250
+
     def __init__(self, count: int = 1, username: str = "admin", password: str = "password",
                  power: str = "off", **fields: Any) -> None:
-        self.config = {"count": count, "username": username, "password": password,
-                       "power": power, "fields": fields}
+        self.count = count
+        self.config = {"username": username, "password": password, "power": power,
+                       "fields": fields}
         self.ports: list[int] = []
-        self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []
         self._lock = threading.Lock()
 
     def __enter__(self) -> Self:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.power_peers", "bmc"], cwd=ROOT, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.ports = self._call(self.config)["ports"]
+        try:
+            for first in range(0, self.count, self.PER_PROCESS):
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "tests.power_peers", "bmc"], cwd=ROOT, text=True,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+                count = min(self.PER_PROCESS, self.count - first)
+                self._send(self.procs[-1], {**self.config, "count": count})
+            for proc in self.procs:
+                self.ports += self._receive(proc)["ports"]
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            for pipe in (self.proc.stdin, self.proc.stdout):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(5)
+            for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
                     pipe.close()
 
@@ -88,18 +101,28 @@ class VirtualBmcs:
         ``settle_s`` (seconds before an on/off shows in the state); ``soft_off_s`` (seconds
         a graceful shutdown takes; None: the OS ignores it); ``silent_to_strangers`` (no
         answer to an unknown user's login, as pyghmi's server does)."""
-        self._call({"op": "set", "index": index, **fields})
+        self._call(index, {"op": "set", **fields})
 
     def get(self, index: int = 0) -> dict[str, Any]:
         """BMC ``index``'s state: power, and the chassis controls it received in order."""
-        return self._call({"op": "get", "index": index})
+        return self._call(index, {"op": "get"})
 
-    def _call(self, message: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+    def _call(self, index: int, message: dict[str, Any]) -> dict[str, Any]:
+        proc = self.procs[index // self.PER_PROCESS]
         with self._lock:
-            self.proc.stdin.write(json.dumps(message) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
+            self._send(proc, {**message, "index": index % self.PER_PROCESS})
+            return self._receive(proc)
+
+    @staticmethod
+    def _send(proc: subprocess.Popen, message: dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+
+    @staticmethod
+    def _receive(proc: subprocess.Popen) -> dict[str, Any]:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
         if not line:
             raise RuntimeError("virtual BMC process exited")
         return json.loads(line)
@@ -117,6 +140,9 @@ def _serve_bmcs() -> None:
     from pyghmi.ipmi import bmc
     from pyghmi.ipmi.private import serversession
 
+    from agent.power.ipmi import use_socket_flags
+
+    use_socket_flags()
     _answer_like_a_real_bmc(serversession.ServerSession)
     config = json.loads(sys.stdin.readline())
 
@@ -181,7 +207,14 @@ def _serve_bmcs() -> None:
         _set_fields(target, config["fields"])
     _reply({"ports": [b.port for b in bmcs]})
     threading.Thread(target=_control_loop, args=(bmcs,), daemon=True).start()
-    bmc.Bmc.listen(timeout=1)
+    while True:
+        try:
+            bmc.Bmc.listen(timeout=1)
+        except AttributeError:
+            # pyghmi's server loop can hand a packet of a session it just dropped to the
+            # session object (no ``sessionless_data``) and die; drop that packet, as a BMC
+            # would, and serve on.
+            continue
 
 
 def _answer_like_a_real_bmc(server_session: type) -> None:
@@ -212,6 +245,33 @@ def _answer_like_a_real_bmc(server_session: type) -> None:
 
     server_session.create_open_session_response = create_open_session_response
     server_session._got_rakp1 = got_rakp1
+    _keep_other_bmcs_sessions(server_session)
+
+
+def _keep_other_bmcs_sessions(server_session: type) -> None:
+    """A third fix, for many BMCs in one process: pyghmi's server keys its sessions by the
+    client's address and then by its own port, and when a client starts a new login from an
+    address that has a session, it forgets the sessions of that client address with *every*
+    BMC of the process. A client that talks to many BMCs from one socket (pyghmi's does, 64
+    per socket) then finds its other sessions dead after any re-login. A real BMC only
+    forgets its own: so does this one."""
+    import struct
+
+    from pyghmi.ipmi.private import session as ipmi_session
+
+    handle = server_session._handle_ipmi_packet
+
+    def _handle_ipmi_packet(self: Any, data: bytearray, sockaddr: Any = None,
+                            qent: Any = None) -> Any:
+        handlers = ipmi_session.Session.bmc_handlers
+        if (qent is not None and data[4] in (0, 2) and qent[2] in handlers
+                and struct.unpack("<II", bytes(data[5:13])) == (0, 0)):
+            handlers.get(sockaddr, {}).pop(qent[2].getsockname()[1], None)
+            handlers[qent[2]][0].sessionless_data(data, sockaddr)
+            return None
+        return handle(self, data, sockaddr, qent)
+
+    server_session._handle_ipmi_packet = _handle_ipmi_packet
 
 
 def _control_loop(bmcs: list) -> None:

@@ -1,40 +1,57 @@
 """IPMI 2.0 (RMCP+, "lanplus") power control with pyghmi.
 
-pyghmi blocks, and keeps process-wide session tables fed by one IO thread: its calls run in
-the power threads (``run_blocking``). Three of its habits (1.6.19) shape this module:
+pyghmi keeps process-wide session tables fed by one IO thread, and its blocking calls turn its
+event loop from whichever thread makes them. Used from many threads at once (one per outlet)
+it loses answers: with 60 BMCs at once some sessions never heard back. So every pyghmi call
+here runs on **one thread**, the reactor, in pyghmi's asynchronous mode (``onlogon`` and
+``raw_command(callback=…)``); the reactor turns pyghmi's event loop and enforces deadlines, and
+asyncio callers wait on futures. One BMC has one session and one request in flight at a time;
+a sweep of many BMCs is many sessions in flight at once on that one thread.
+
+pyghmi's habits (1.6.19) that shape this module:
 
 - A login can retry for ever: when a BMC ignores RAKP1 (pyghmi's own BMC server does, for an
-  unknown user), pyghmi's client starts the login again without end. So the login runs in
-  pyghmi's asynchronous mode, and this module turns pyghmi's event loop itself, until the
-  login ends or the outlet's deadline passes, when the session is given up. A login that
-  pyghmi gives up on (it does after ~5 s of silence) is tried again while time is left, so
-  "no answer within N s" means N seconds.
-- Its own session sharing hangs: a second ``Command`` for the same BMC and credentials finds
-  the first login still listed as in progress and waits for it for ever. So logged-in
-  Commands are kept here (``_Sessions``), one per BMC, port and credentials, and reused while
-  pyghmi deems them alive (it sends keepalives while any call runs); a status sweep every few
-  seconds then logs in once. Sessions are not logged out; an idle one expires on the BMC.
-- A cancelled command leaves its thread waiting inside pyghmi; giving the session up
-  (``_abandon``) makes those waits end at once.
-
-pyghmi's client also stalls now and then for 0.5-1.7 s on an answer that has arrived (a race
-in its IO loop; test-peers.md). No exchange here has a budget shorter than what is left of
-the outlet's time, so a stall costs time, never a false "no answer".
+  unknown user), pyghmi starts the login again without end. The reactor gives a login up at
+  its deadline; a login pyghmi gives up on (after ~5 s of silence) is started again while
+  time is left, so "no answer within N s" means N seconds.
+- Its own session sharing lists a finished login as still in progress; a later ``Command``
+  for the same BMC would wait on it for ever. Logged-in sessions are kept here, one per BMC,
+  port and credentials, reused while pyghmi deems them alive (it sends keepalives while its
+  loop turns), and pyghmi's stale entry is removed after each login.
+- A reused session can be silent: the BMC restarted, or forgot the session. A request on a
+  reused session gets a short budget; on silence the session is dropped and the request runs
+  again on a fresh login within what is left of the outlet's time.
+- Its "asynchronous" login still ends with one blocking exchange (Set Session Privilege
+  Level, inside the RAKP4 handler), which on one thread serialises every login behind the
+  round trips of the others: 500 BMCs logging in at once took minutes. ``_request_privilege``
+  replaces that step, for asynchronous sessions only, by the same exchange with a callback.
+- Its IO thread reads a socket after switching it to non-blocking, and its senders switch
+  the same socket back to blocking before each send; when a send lands between the two, the
+  IO thread blocks in ``recvfrom`` on that one socket until a packet happens to come, and
+  every BMC waits (seen here as stalls of 0.5 s to 25 s, on the client and in pyghmi's BMC
+  server alike). ``use_socket_flags`` makes both use per-call flags and never switch.
+- Giving a session up (``_abandon``) uses pyghmi's ``_mark_broken``, which logs out; its
+  logout waits for a request in flight unless that request is first marked done.
 
 Chassis status and chassis control go out as the plain IPMI commands (netfn 0, commands 1 and
 2), as ipmitool sends them; pyghmi's ``get_power``/``set_power`` helpers would first identify
 the BMC's vendor and read the state again before switching (more round trips per outlet).
-The private pyghmi names this needs are used in ``_Sessions``, ``_alive`` and ``_abandon``
-only.
+The private pyghmi names this needs are used in ``_Reactor``, ``_request_privilege``,
+``_alive`` and ``_abandon`` only (pyghmi is pinned).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
+import logging
+import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pyghmi import exceptions as pyghmi_errors
@@ -51,17 +68,19 @@ from agent.power import (
     PowerDriver,
     PowerError,
     Unsupported,
-    run_blocking,
-    submit_blocking,
     truthy,
 )
+
+log = logging.getLogger(__name__)
 
 CHASSIS_STATUS, CHASSIS_CONTROL = 0x01, 0x02            # netfn 0 (chassis)
 CONTROL = {"off": 0, "on": 1, "reset": 3, "soft off": 5}
 INVALID_COMMAND = {0xC1, 0xCC}      # completion codes: not supported / invalid data field
 PRIVILEGES = {"user": 2, "operator": 3, "administrator": 4}
-WAIT_SLICE = 0.5                    # seconds per turn of pyghmi's event loop while logging in
 AUTH_ERRORS = ("Incorrect password", "Unauthorized name", "Invalid RAKP4 integrity")
+TURN = 0.005            # seconds per turn of pyghmi's loop while requests are in flight
+IDLE_TURN = 1.0         # while none are (keepalives of idle sessions still go out)
+REUSED_BUDGET = 3.0     # seconds a reused session has to answer before it is dropped
 
 
 class IpmiDriver(PowerDriver):
@@ -87,20 +106,16 @@ class IpmiDriver(PowerDriver):
 
 
 class IpmiConnection(Connection):
-    """One BMC's session, logged in again if it dies between two calls."""
+    """One BMC's session (shared with other actions on the same BMC), logged in again if it
+    dies or falls silent between two calls."""
 
     def __init__(self, outlet: Outlet, port: int, privilege: int, limits: Limits) -> None:
-        self.outlet, self.port, self.privilege, self.limits = outlet, port, privilege, limits
-        self.command: ipmi_command.Command | None = None
+        self.outlet, self.limits = outlet, limits
+        self.key = _Key(outlet.address, port, outlet.username, outlet.password, privilege)
+        self.fresh = False      # the session was logged in by this connection
 
     async def log_in(self) -> None:
-        stop = threading.Event()
-        try:
-            self.command = await run_blocking(SESSIONS.get, self.outlet, self.port,
-                                              self.privilege, self.limits.deadline, stop)
-        except asyncio.CancelledError:
-            stop.set()          # the login thread gives up at its next turn
-            raise
+        self.fresh = await REACTOR.request(_Request(self.key, self.limits.deadline))
 
     async def query(self) -> str:
         data = await self._call(CHASSIS_STATUS, (), "the power state request")
@@ -121,123 +136,304 @@ class IpmiConnection(Connection):
     async def _control(self, what: str) -> None:
         await self._call(CHASSIS_CONTROL, (CONTROL[what],), f"power {what}")
 
-    async def _call(self, command: int, data: tuple[int, ...], what: str) -> Any:
-        if self.command is None or not _alive(self.command.ipmi_session):
-            await self.log_in()
-        assert self.command is not None
+    async def _call(self, number: int, data: tuple[int, ...], what: str) -> Any:
+        deadline = self.limits.deadline
+        if not self.fresh:
+            deadline = min(deadline, time.monotonic() + REUSED_BUDGET)
         try:
-            return await run_blocking(_raw, self.command, command, data, what)
-        except asyncio.CancelledError:
-            submit_blocking(_abandon, self.command.ipmi_session)
-            raise
+            response = await REACTOR.request(_Request(self.key, deadline, (number, data)))
+        except (NoAnswer, _SessionLost) as exc:
+            # A session lost under the call (another action gave it up) is logged in again;
+            # silence on a session this connection logged in itself is the BMC's answer.
+            silent = isinstance(exc, NoAnswer)
+            if (silent and self.fresh) or self.limits.left() <= 0:
+                raise NoAnswer() from None
+            log.debug("ipmi: the session to %s %s; logging in again", self.outlet.address,
+                      "fell silent" if silent else "was lost")
+            REACTOR.drop(self.key)
+            await self.log_in()
+            response = await REACTOR.request(
+                _Request(self.key, self.limits.deadline, (number, data)))
+        self.fresh = False      # a later call on this session must answer like a reused one
+        return _interpret(response, what)
 
 
-class _Sessions:
-    """Logged-in Commands by (address, port, user name, password, privilege), reused while
-    alive. One login at a time per key, so that pyghmi never sees two for the same BMC."""
+# --- the reactor: the one thread that calls pyghmi --------------------------------------------
 
-    LIMIT = 4096        # BMCs remembered; the least recently logged in is given up first
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    address: str
+    port: int
+    username: str
+    password: str = dataclasses.field(repr=False)
+    privilege: int
+
+
+class _SessionLost(Exception):
+    """The session broke (or was given up) under a request: log in again."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Request:
+    """A login (``raw`` None) or one raw chassis command; resolved on the reactor."""
+
+    key: _Key
+    deadline: float
+    raw: tuple[int, tuple[int, ...]] | None = None
+    future: asyncio.Future | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def resolve(self, value: Any = None, error: BaseException | None = None) -> None:
+        if self.loop is None or self.future is None:
+            return
+        with contextlib.suppress(RuntimeError):      # the event loop is gone
+            self.loop.call_soon_threadsafe(_settle, self.future, value, error)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.future is not None and self.future.cancelled()
+
+
+def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+class _Bmc:
+    """One BMC's session and its waiting requests (reactor thread only)."""
+
+    def __init__(self, key: _Key) -> None:
+        self.key = key
+        self.command: ipmi_command.Command | None = None
+        self.waiting: collections.deque[_Request] = collections.deque()
+        self.current: _Request | None = None        # the login or command in flight
+        self.attempt = 0                            # tells a stale login callback apart
+        self.last_used = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return self.command is not None and _alive(self.command.ipmi_session)
+
+    def give_up_session(self) -> None:
+        if self.command is not None:
+            _abandon(self.command.ipmi_session)
+            self.command = None
+
+
+class _Reactor:
+    """Runs every pyghmi call on one thread; asyncio callers ``await request(...)``."""
+
+    LIMIT = 4096        # sessions kept; the least recently used idle ones are given up first
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._commands: dict[tuple, ipmi_command.Command] = {}
-        self._logins: dict[tuple, threading.Lock] = {}
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._bmcs: collections.OrderedDict[_Key, _Bmc] = collections.OrderedDict()
+        self._busy: set[_Bmc] = set()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def get(self, outlet: Outlet, port: int, privilege: int, deadline: float,
-            stop: threading.Event) -> ipmi_command.Command:
-        key = (outlet.address, port, outlet.username, outlet.password, privilege)
-        with self._lock:
-            login_lock = self._logins.setdefault(key, threading.Lock())
-        if not login_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise NoAnswer("another login to this BMC is still waiting")
+    async def request(self, request: _Request) -> Any:
+        """The outcome of ``request``: True/False (login: fresh or reused) or the response."""
+        request.loop = asyncio.get_running_loop()
+        request.future = request.loop.create_future()
+        self._post(lambda: self._submit(request))
         try:
-            command = self._commands.get(key)
-            if command is not None and _alive(command.ipmi_session):
-                return command
-            if command is not None:
-                _abandon(command.ipmi_session)
-            command = _login(outlet, port, privilege, deadline, stop)
-            # pyghmi lists a finished login as in progress: unlist it (see the docstring).
-            ipmi_session.Session.initting_sessions.pop(
-                (outlet.address, outlet.username, outlet.password, port, None), None)
-            self._remember(key, command)
-            return command
-        finally:
-            login_lock.release()
+            return await request.future
+        except asyncio.CancelledError:
+            self._post(lambda: self._cancel(request))
+            raise
 
-    def _remember(self, key: tuple, command: ipmi_command.Command) -> None:
-        with self._lock:
-            self._commands.pop(key, None)
-            self._commands[key] = command
-            while len(self._commands) > self.LIMIT:
-                oldest = next(iter(self._commands))
-                _abandon(self._commands.pop(oldest).ipmi_session)
-                self._logins.pop(oldest, None)
+    def drop(self, key: _Key) -> None:
+        """Give up the session of ``key`` (it fell silent) unless a request is using it."""
+        self._post(lambda: self._drop(key))
 
+    def _post(self, call: Callable[[], None]) -> None:
+        self._inbox.put(call)
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="ipmi",
+                                                    daemon=True)
+                    self._thread.start()
 
-SESSIONS = _Sessions()
+    def _run(self) -> None:
+        while True:
+            try:
+                self._inbox.get(timeout=TURN if self._busy else IDLE_TURN)()
+                while True:
+                    self._inbox.get_nowait()()
+            except queue.Empty:
+                pass
+            except Exception:
+                log.exception("ipmi: reactor call failed")
+            try:
+                ipmi_session.Session.wait_for_rsp(timeout=TURN if self._busy else 0)
+            except Exception:
+                log.exception("ipmi: pyghmi's event loop failed")
+            self._expire()
 
+    # everything below runs on the reactor thread
 
-def _login(outlet: Outlet, port: int, privilege: int, deadline: float,
-           stop: threading.Event) -> ipmi_command.Command:
-    """A logged-in Command, or ``PowerError``; ends by ``deadline`` whatever the BMC does."""
-    while True:
-        command, error = _attempt_login(outlet, port, privilege, deadline, stop)
+    def _submit(self, request: _Request) -> None:
+        bmc = self._bmcs.get(request.key)
+        if bmc is None:
+            bmc = self._bmcs[request.key] = _Bmc(request.key)
+            self._forget_idle()
+        self._bmcs.move_to_end(request.key)
+        bmc.waiting.append(request)
+        self._pump(bmc)
+
+    def _cancel(self, request: _Request) -> None:
+        bmc = self._bmcs.get(request.key)
+        if bmc is None:
+            return
+        if bmc.current is request:
+            self._fail_current(bmc, None)
+        elif request in bmc.waiting:
+            bmc.waiting.remove(request)
+
+    def _drop(self, key: _Key) -> None:
+        bmc = self._bmcs.get(key)
+        if bmc is not None and bmc.current is None:
+            bmc.give_up_session()
+
+    def _pump(self, bmc: _Bmc) -> None:
+        """Start the next waiting request of ``bmc`` if none is in flight."""
+        while bmc.current is None and bmc.waiting:
+            request = bmc.waiting.popleft()
+            if request.cancelled:
+                continue
+            if time.monotonic() >= request.deadline:
+                request.resolve(error=NoAnswer())
+                continue
+            bmc.last_used = time.monotonic()
+            if request.raw is None:
+                if bmc.alive:
+                    request.resolve(False)
+                    continue
+                self._start_login(bmc, request)
+            elif not bmc.alive:
+                request.resolve(error=_SessionLost())
+                continue
+            elif bmc.command.ipmi_session._isincommand():
+                # pyghmi's own keepalive is in flight; its raw_command would block for it.
+                bmc.waiting.appendleft(request)
+                break
+            else:
+                self._start_command(bmc, request)
+        if bmc.current is None and not bmc.waiting:
+            self._busy.discard(bmc)
+        else:
+            self._busy.add(bmc)
+
+    def _start_login(self, bmc: _Bmc, request: _Request) -> None:
+        bmc.give_up_session()
+        bmc.current = request
+        bmc.attempt += 1
+        attempt, key = bmc.attempt, bmc.key
+
+        def logged(response: dict[str, Any], _command: Any = None) -> None:
+            if bmc.attempt == attempt and bmc.current is request:
+                self._logged(bmc, request, response.get("error"))
+
+        try:
+            bmc.command = ipmi_command.Command(
+                bmc=key.address, userid=key.username, password=key.password,
+                port=key.port, onlogon=logged, privlevel=key.privilege)
+        except socket.gaierror as exc:
+            self._finish(bmc, error=Misconfigured("cannot resolve the address",
+                                                  str(exc.strerror)))
+        except pyghmi_errors.IpmiException as exc:
+            self._finish(bmc, error=PowerError("login failed", str(exc)))
+
+    def _logged(self, bmc: _Bmc, request: _Request, error: str | None) -> None:
+        key = bmc.key
+        # pyghmi lists a finished login as in progress: unlist it (see the docstring).
+        ipmi_session.Session.initting_sessions.pop(
+            (key.address, key.username, key.password, key.port, None), None)
         if not error:
-            return command
+            self._finish(bmc, True)
+            return
+        bmc.give_up_session()
         if any(marker in error for marker in AUTH_ERRORS):
-            raise AuthenticationFailed()
-        if "privilege" in error or "role" in error:
-            raise Misconfigured("the BMC refused the privilege level (see privlvl)", error)
-        if error not in ("timeout", "Session failed to initialize"):
-            raise PowerError("login failed", error)
-        if time.monotonic() >= deadline or stop.is_set():
-            raise NoAnswer()
-        # pyghmi gave up before the deadline: start a fresh login.
+            self._finish(bmc, error=AuthenticationFailed())
+        elif "privilege" in error or "role" in error:
+            self._finish(bmc, error=Misconfigured(
+                "the BMC refused the privilege level (see privlvl)", error))
+        elif error not in ("timeout", "Session failed to initialize"):
+            self._finish(bmc, error=PowerError("login failed", error))
+        elif time.monotonic() >= request.deadline:
+            self._finish(bmc, error=NoAnswer())
+        else:
+            self._start_login(bmc, request)     # pyghmi gave up before the deadline
+
+    def _start_command(self, bmc: _Bmc, request: _Request) -> None:
+        assert bmc.command is not None and request.raw is not None
+        session = bmc.command.ipmi_session
+        bmc.current = request
+        number, data = request.raw
+
+        def answered(response: dict[str, Any]) -> None:
+            session.incommand = False
+            while session.evq:
+                session.evq.popleft().set()
+            if bmc.current is request:
+                self._finish(bmc, response)
+
+        try:
+            session.raw_command(netfn=0, command=number, data=data, callback=answered)
+        except pyghmi_errors.IpmiException:
+            session.incommand = False
+            bmc.give_up_session()
+            self._finish(bmc, error=_SessionLost())
+
+    def _finish(self, bmc: _Bmc, value: Any = None, error: BaseException | None = None) -> None:
+        request, bmc.current = bmc.current, None
+        if request is not None:
+            request.resolve(value, error)
+        self._pump(bmc)
+
+    def _fail_current(self, bmc: _Bmc, error: BaseException | None) -> None:
+        """End the request in flight without its answer: its session is given up."""
+        if bmc.command is not None:
+            bmc.command.ipmi_session.incommand = False
+        bmc.give_up_session()
+        bmc.attempt += 1
+        self._finish(bmc, error=error)
+
+    def _expire(self) -> None:
+        """End what ran out of time; start what waited for pyghmi's keepalive."""
+        now = time.monotonic()
+        for bmc in list(self._busy):
+            if bmc.current is not None and now >= bmc.current.deadline:
+                self._fail_current(bmc, NoAnswer())
+            for request in [r for r in bmc.waiting if now >= r.deadline]:
+                bmc.waiting.remove(request)
+                request.resolve(error=NoAnswer())
+            self._pump(bmc)
+
+    def _forget_idle(self) -> None:
+        while len(self._bmcs) > self.LIMIT:
+            oldest = next((b for b in self._bmcs.values()
+                           if b.current is None and not b.waiting), None)
+            if oldest is None:
+                return
+            oldest.give_up_session()
+            del self._bmcs[oldest.key]
 
 
-def _attempt_login(outlet: Outlet, port: int, privilege: int, deadline: float,
-                   stop: threading.Event) -> tuple[ipmi_command.Command, str | None]:
-    """One login in pyghmi's asynchronous mode: (command, pyghmi's error or None)."""
-    done, answer = threading.Event(), {}
-
-    def logged(response: dict[str, Any], _command: Any) -> None:
-        answer.update(response)
-        done.set()
-
-    try:
-        command = ipmi_command.Command(bmc=outlet.address, userid=outlet.username,
-                                       password=outlet.password, port=port, onlogon=logged,
-                                       privlevel=privilege)
-    except socket.gaierror as exc:
-        raise Misconfigured("cannot resolve the address", str(exc.strerror)) from None
-    except pyghmi_errors.IpmiException as exc:
-        raise PowerError("login failed", str(exc)) from None
-    _turn_until(done, deadline, stop, command)
-    return command, answer.get("error")
+REACTOR = _Reactor()
 
 
-def _turn_until(done: threading.Event, deadline: float, stop: threading.Event,
-                command: ipmi_command.Command) -> None:
-    """Turn pyghmi's event loop until the login callback ran; give up at the deadline."""
-    while not done.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0 or stop.is_set():
-            _abandon(command.ipmi_session)
-            raise NoAnswer()
-        ipmi_session.Session.wait_for_rsp(timeout=min(left, WAIT_SLICE))
-
-
-def _raw(command: ipmi_command.Command, number: int, data: tuple[int, ...],
-         what: str) -> Any:
-    """One chassis command; its response data, or ``PowerError``."""
-    try:
-        response = command.raw_command(netfn=0, command=number, data=data)
-    except pyghmi_errors.IpmiException as exc:
-        raise NoAnswer("session lost", str(exc)) from None
+def _interpret(response: dict[str, Any] | None, what: str) -> Any:
+    """A chassis command's response data, or ``PowerError``."""
     if not response:
         raise NoAnswer("session lost")
-    error = response.get("error")
+    error = response.get("error") or ipmi_session.get_ipmi_error(response)
     if error:
         if response.get("code") == 0xFFFF:
             raise NoAnswer()
@@ -254,9 +450,82 @@ def _alive(session: Any) -> bool:
 
 
 def _abandon(session: Any) -> None:
-    """Give a session up so that every thread waiting in it returns.
+    """Give a session up so that pyghmi stops retrying it.
 
     pyghmi offers no public way to cancel; ``_mark_broken`` is what it calls itself when its
-    retries run out (it stops the retransmissions and wakes the waiters)."""
+    retries run out. Its logout must not wait for a command in flight (``incommand``)."""
+    session.incommand = False
     with contextlib.suppress(Exception):
         session._mark_broken("given up: no answer in time")
+
+
+_blocking_request_privilege = ipmi_session.Session._req_priv_level
+
+
+def _request_privilege(session: Any) -> None:
+    """pyghmi's last login step (Set Session Privilege Level) without blocking its loop.
+
+    The same exchange and outcomes as pyghmi's own: administrator refused with 0x80/0x81 is
+    asked again as operator; success registers the keepalive and calls ``onlogon``."""
+    if not session.async_:
+        _blocking_request_privilege(session)
+        return
+    session.logged = 1
+    session.logoutexpiry = None
+    session.maxtimeout = 4          # pyghmi's values: quick switch to its relogin recovery
+    session.logontries = 1
+
+    def ask() -> None:
+        session.raw_command(netfn=0x6, command=0x3B, data=[session.privlevel],
+                            callback=answered)
+
+    def answered(response: dict[str, Any]) -> None:
+        session.incommand = False
+        code = response.get("code")
+        if code in (0x80, 0x81) and session.privlevel == 4:
+            session.privlevel = 3
+            ask()
+            return
+        if code:
+            session.logged = 0
+            session.onlogpayload = None
+            session.logging = False
+            session.onlogon({"error": ipmi_session.get_ipmi_error(
+                response, suffix=f" while requesting privilege level {session.privlevel}")
+                or f"privilege level {session.privlevel} refused"})
+            return
+        session.logging = False
+        with ipmi_session.util.protect(ipmi_session.KEEPALIVE_SESSIONS):
+            ipmi_session.Session.keepalive_sessions[session] = {
+                "ipmisession": session,
+                "timeout": ipmi_session._monotonic_time() + ipmi_session.MAX_IDLE - 5}
+        session.onlogon({"success": True})
+
+    try:
+        ask()
+    except pyghmi_errors.IpmiException as exc:
+        session.onlogon({"error": str(exc)})
+
+
+ipmi_session.Session._req_priv_level = _request_privilege
+
+
+def use_socket_flags() -> None:
+    """Make pyghmi's reads non-blocking by flag, and its sends leave the socket's mode alone
+    (see the module docstring). Also used by the virtual BMCs of the tests."""
+
+    def receive(sock: socket.socket, size: int) -> tuple[bytes, Any] | None:
+        try:
+            return sock.recvfrom(size, socket.MSG_DONTWAIT)
+        except OSError:
+            return None
+
+    def send(sock: socket.socket, packet: bytes, address: Any) -> None:
+        with contextlib.suppress(OSError):
+            sock.sendto(packet, address)
+
+    ipmi_session._io_recvfrom = receive
+    ipmi_session._io_sendto = send
+
+
+use_socket_flags()

@@ -130,9 +130,6 @@ def test_ipmi_lying_bmc_is_reported(bmcs, bmc):
     assert bmcs.get(index)["controls"] == ["soft", "off"]
 
 
-@pytest.mark.skip(reason="known bug, next for issue 4: with 60 BMCs at once some pyghmi "
-                         "sessions never answer (reused or stale sessions); the driver must "
-                         "drop a silent session and log in again within the outlet's budget")
 def test_ipmi_many_outlets_at_once_take_far_less_than_one_after_the_other():
     count, settle = 60, 0.5             # each switch shows in the state 0.5 s later
     with VirtualBmcs(count=count, password=SECRET, settle_s=settle) as many:
