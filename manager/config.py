@@ -106,6 +106,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("agent_command", str, "shepherd-agent", "The agent's command on managed machines."),
     Setting("agent_start_command", str, "systemctl enable --now shepherd-agent",
             "Starts the agent after it registered (register_command and SSH; empty: none)."),
+    Setting("power_poll_interval", int, 60,
+            "Seconds between sweeps of every outlet's power state through the BMC agents "
+            "(0 = no sweeps).", 0, 86400),
     Setting("ssh_timeout", int, 600, "Seconds an SSH install may take.", 5),
     Setting("db_threads", int, 4, "Threads (each with its connection) for PostgreSQL work; "
             "SQLite always uses one.", 1, 256),

@@ -23,6 +23,7 @@ from manager.db.executor import DatabaseExecutor
 from manager.db.hosts import Host
 from manager.db.migrations import migrate
 from manager.domain import accounts, host_lifecycle  # noqa: F401 - declares the host jobs
+from manager.domain.inventory import power_jobs  # noqa: F401 - declares the power jobs
 from manager.engine import registry
 from manager.engine.dispatch import Dispatcher
 from manager.engine.runner import Engine
@@ -32,6 +33,7 @@ from manager.http.auth import Authenticator
 from manager.http.context import AppContext
 from manager.ops.housekeeping import Housekeeping
 from manager.ops.metrics import Metrics
+from manager.ops.power_sweep import PowerSweep
 from manager.pki import CertificateAuthority
 from manager.simulated_agents import SimulatedAgents
 
@@ -50,6 +52,7 @@ class Manager:
         self.presence: Presence | None = None
         self.simulated: SimulatedAgents | None = None
         self.housekeeping: Housekeeping | None = None
+        self.power_sweep: PowerSweep | None = None
         self.metrics_server = None
 
     async def start(self) -> None:
@@ -96,6 +99,9 @@ class Manager:
                     cfg.metrics_port, cfg.address, registry=metrics.registry)
         self.housekeeping = Housekeeping(db, metrics, cfg.audit_retention_days if cfg.audit else None)
         self.housekeeping.start()
+        self.power_sweep = PowerSweep(db, self.ctx.dispatcher, cfg.power_poll_interval,
+                                      sessions.is_connected)
+        self.power_sweep.start()
 
     def _instance_id(self) -> str:
         """This manager's name in job claims, kept across restarts so that its own jobs are
@@ -162,6 +168,8 @@ class Manager:
             self.metrics_server.shutdown()
         if self.housekeeping is not None:
             await self.housekeeping.stop()
+        if self.power_sweep is not None:
+            await self.power_sweep.stop()
         if self.ctx is not None:
             await self.ctx.engine.stop()
             await self.ctx.dispatcher.stop()

@@ -26,6 +26,7 @@ from manager.db.hosts import Action, Host
 from manager.domain.errors import NotFound, ValidationError
 from manager.ops import audit
 from manager.ops.metrics import Metrics
+from manager.ops.redaction import redact
 
 log = logging.getLogger("shepherd.dispatch")
 UNFINISHED = ("queued", "sent")
@@ -358,7 +359,20 @@ def _store_results(batch: list[tuple[int, IncomingResult]], audit_enabled: bool
             outcomes.setdefault(state, []).append(r.action_id)
         if audit_enabled and outcomes:
             audit.actions_finished(outcomes)
+        _forget_secrets([r.action_id for r in storable.values() if r.action_id in stored])
     return verdicts, finished, {i: state for state, ids in outcomes.items() for i in ids}
+
+
+def _forget_secrets(action_ids: list[str]) -> None:
+    """Mask the secrets (a BMC's password) in the arguments of finished actions: the agent
+    needed them, nobody needs them stored any longer."""
+    if not action_ids:
+        return
+    for action_id, args in (Action.select(Action.id, Action.args)
+                            .where(Action.id.in_(action_ids), Action.args.contains('"password"'))
+                            .tuples()):
+        Action.update(args=json.dumps(redact(json.loads(args)))).where(
+            Action.id == action_id).execute()
 
 
 def _store_batch(results: list[IncomingResult]) -> dict[str, str]:

@@ -235,12 +235,15 @@ def _start_action(fields: dict[str, Any], spec: StepSpec, job: Job, job_args: di
                   new_rows: Any, audit_enabled: bool) -> Next | str:
     """Insert the step with its action (one transaction: never one without the other);
     a reason string when the action cannot be sent."""
-    host_id = spec.host_of(job_args)
+    try:
+        host_id = spec.host_of(job_args)
+        args = spec.args(job_args)
+    except StepFailed as exc:   # e.g. nothing left to act on, or no agent that can
+        return str(exc)
     if isinstance(host_id, bool) or not isinstance(host_id, int):
         return f"{spec.class_name} has no host to run on"
     try:
-        rows = new_rows([host_id], spec.action, spec.args(job_args), spec.timeout,
-                        job.created_by)
+        rows = new_rows([host_id], spec.action, args, spec.timeout, job.created_by)
         with Job._meta.database.atomic():
             insert_actions(rows, audit_enabled)
     except (NotFound, ValidationError) as exc:
@@ -295,7 +298,11 @@ def _stored_outcome(action_id: str | None) -> ActionOutcome | None:
 
 
 def _shown_args(spec: StepSpec, job_args: dict[str, Any]) -> dict[str, Any]:
-    args = {**job_args, **(spec.args(job_args) if spec.action else {})}
+    try:
+        step_args = spec.args(job_args) if spec.action else {}
+    except StepFailed:
+        step_args = {}      # the step fails when it starts, saying why
+    args = {**job_args, **step_args}
     args = {k: v for k, v in args.items() if not k.startswith("__") and k not in spec.secret_args}
     return redact(args)
 

@@ -43,7 +43,8 @@ class StateMachine:
 
     def __post_init__(self) -> None:
         targets = {t.to_state for t in self.transitions}
-        if self.initial not in targets | {s for t in self.transitions for s in t.from_states}:
+        if self.transitions and \
+                self.initial not in targets | {s for t in self.transitions for s in t.from_states}:
             raise ValueError(f"{self.name}: initial state {self.initial!r} is in no transition")
         object.__setattr__(self, "_chains", {})  # per state: the table never changes
 
