@@ -100,7 +100,8 @@ class VirtualBmcs:
         nothing); ``delay`` (seconds before each answer: blocks the whole process);
         ``settle_s`` (seconds before an on/off shows in the state); ``soft_off_s`` (seconds
         a graceful shutdown takes; None: the OS ignores it); ``silent_to_strangers`` (no
-        answer to an unknown user's login, as pyghmi's server does)."""
+        answer to an unknown user's login, as pyghmi's server does); ``forget_sessions``
+        (drop every session now, as a restarting BMC does)."""
         self._call(index, {"op": "set", **fields})
 
     def get(self, index: int = 0) -> dict[str, Any]:
@@ -292,6 +293,13 @@ def _set_fields(target: Any, fields: dict[str, Any]) -> None:
             setattr(target, field, fields[field])
     if "power" in fields:
         target.pending = None
+    if fields.get("forget_sessions"):
+        # as a BMC does when it restarts: its sessions are gone, clients must log in again
+        from pyghmi.ipmi.private import session as ipmi_session
+
+        for sessions in list(ipmi_session.Session.bmc_handlers.values()):
+            if isinstance(sessions, dict):
+                sessions.pop(target.port, None)
 
 
 def _reply(doc: dict[str, Any]) -> None:

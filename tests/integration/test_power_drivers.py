@@ -130,6 +130,18 @@ def test_ipmi_lying_bmc_is_reported(bmcs, bmc):
     assert bmcs.get(index)["controls"] == ["soft", "off"]
 
 
+def test_ipmi_a_session_the_bmc_forgot_is_logged_in_again(bmcs, bmc):
+    # A BMC that restarted ignores the old session: the driver drops it after a short wait
+    # and logs in again, within the outlet's time.
+    index, port = bmc
+    bmcs.set(index, power="on")
+    assert act("power.status", [ipmi_outlet(port)], timeout=10)[0]["power"] == "on"
+    bmcs.set(index, forget_sessions=True, power="off")
+    entry, = act("power.status", [ipmi_outlet(port)], timeout=10)
+    assert (entry["ok"], entry["power"]) == (True, "off"), entry
+    assert ipmi.REUSED_BUDGET * 1000 <= entry["elapsed_ms"] < 8000
+
+
 def test_ipmi_many_outlets_at_once_take_far_less_than_one_after_the_other():
     count, settle = 60, 0.5             # each switch shows in the state 0.5 s later
     with VirtualBmcs(count=count, password=SECRET, settle_s=settle) as many:
