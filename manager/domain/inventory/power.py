@@ -69,12 +69,28 @@ OUTLET_CHECKS: dict[str, checks.Check] = {
 }
 
 
+class _Generation:
+    """Counts changes to which hosts and nodes have outlets, so that a cache of them (the
+    power jobs' ``has_outlet``) in this process is never stale after a change made here."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def bump(self) -> None:
+        self.value += 1
+
+
+outlet_links = _Generation()
+
+
 def _transaction(fn: F) -> F:
     """Run ``fn`` as one transaction (a savepoint inside the caller's)."""
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         with PowerControlDevice._meta.database.atomic():
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+        outlet_links.bump()
+        return result
     return run  # type: ignore[return-value]
 
 

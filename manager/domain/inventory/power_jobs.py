@@ -23,7 +23,7 @@ from manager.db.hosts import Host
 from manager.db.inventory import Node, PowerControlDevice, PowerControlDeviceOutlet
 from manager.domain import alerts, hosts
 from manager.domain.inventory.lookups import among
-from manager.domain.inventory.power import outlet_targets, record_power
+from manager.domain.inventory.power import outlet_links, outlet_targets, record_power
 from manager.engine.registry import (
     JobClass,
     Registry,
@@ -129,20 +129,19 @@ def outlets_of(object_type: str, object_id: int) -> list[int]:
 
 class _WithOutlets:
     """Which hosts and nodes have an outlet, for ``available_jobs`` of a whole page: one
-    query per class every ``AVAILABLE_TTL`` seconds instead of one per row."""
+    query per class instead of one per row, repeated after any change of outlet links made
+    in this process and every ``AVAILABLE_TTL`` seconds (changes made by another manager)."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[float, frozenset[int]]] = {}
+        self._cache: dict[str, tuple[float, int, frozenset[int]]] = {}
 
     def __call__(self, object_type: str, object_id: int) -> bool:
-        at, ids = self._cache.get(object_type, (0.0, frozenset()))
-        if time.monotonic() - at > AVAILABLE_TTL:
+        at, generation, ids = self._cache.get(object_type, (0.0, -1, frozenset()))
+        if time.monotonic() - at > AVAILABLE_TTL or generation != outlet_links.value:
+            generation = outlet_links.value
             ids = frozenset(self._query(object_type))
-            self._cache[object_type] = (time.monotonic(), ids)
+            self._cache[object_type] = (time.monotonic(), generation, ids)
         return object_id in ids
-
-    def forget(self) -> None:
-        self._cache.clear()
 
     @staticmethod
     def _query(object_type: str) -> Iterable[int]:

@@ -24,6 +24,7 @@ from manager.domain.errors import ValidationError
 from manager.domain.inventory import checks
 from manager.domain.inventory.lookups import among
 from manager.domain.inventory.nodes import CHECKS, WHAT, lists_of, xname_key
+from manager.domain.inventory.power import outlet_links
 from manager.domain.permissions import require_administrator
 
 MAX_BULK = 50_000
@@ -96,7 +97,10 @@ def save(principal: Principal, objects: Sequence[Any], mode: str = "upsert") -> 
     _check_references(changes, errors)
     errors.raise_if_any()
     with Node._meta.database.atomic():
-        return _write(changes, rows)
+        saved = _write(changes, rows)
+    if any("outlet" in change.fields for change in changes):
+        outlet_links.bump()
+    return saved
 
 
 def _parse(objects: Sequence[Any], errors: _Errors) -> list[_Change]:
