@@ -17,7 +17,7 @@ from typing import Any
 
 import peewee
 
-from manager.db.base import utcnow
+from manager.db.base import is_postgres, utcnow
 from manager.db.hosts import Action, Host, RegistrationToken, ServerProfile
 from manager.domain import alerts
 from manager.domain.accounts import Principal
@@ -204,9 +204,18 @@ def record_disconnected(host_ids: list[int]) -> None:
 
 
 def record_contact(host_ids: list[int], when: datetime.datetime) -> None:
-    """Batched last-contact update (one statement for every host heard from)."""
+    """Batched last-contact update (one statement per 1,000 hosts heard from).
+
+    On PostgreSQL a host row another transaction holds (the engine changing its state) is
+    skipped rather than waited for: waiting on rows locked in another order deadlocked
+    under load, and the next pass, seconds later, records the contact."""
     for start in range(0, len(host_ids), 1000):
-        Host.update(last_contact=when).where(Host.id.in_(host_ids[start:start + 1000])).execute()
+        chunk = host_ids[start:start + 1000]
+        if is_postgres(Host._meta.database):
+            free = Host.select(Host.id).where(Host.id.in_(chunk)).for_update("FOR UPDATE SKIP LOCKED")
+            Host.update(last_contact=when).where(Host.id.in_(free)).execute()
+        else:
+            Host.update(last_contact=when).where(Host.id.in_(chunk)).execute()
 
 
 def raise_contact_lost(host_ids: list[int]) -> int:

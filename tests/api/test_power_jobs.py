@@ -117,3 +117,4 @@ def test_the_sweep_plan_and_what_it_records(admin, accounts_reset, types):  # no
     assert accounts_reset.db(active) == []
     assert accounts_reset.db(
         lambda: PowerControlDeviceOutlet.get_by_id(outlets[2]).has_power) == "On"
+
