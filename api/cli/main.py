@@ -21,6 +21,7 @@ from api.cli import (
     hosts,
     jobs,
     nodes,
+    power,
     tokens,
     users,
 )
@@ -85,7 +86,7 @@ def main(ctx: click.Context, context: str | None, ca_file: str | None, insecure:
 
 
 for _command in (auth.login, auth.logout, auth.context, users.user, tokens.token, hosts.host,
-                 nodes.node, commands.command, jobs.job, alerts.alert, audit.audit,
+                 nodes.node, power.power, commands.command, jobs.job, alerts.alert, audit.audit,
                  completion.completion):
     main.add_command(_command)
 

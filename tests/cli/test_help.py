@@ -33,9 +33,9 @@ def test_the_command_tree():
         "command list", "command run", "command show", "command wait", "completion", "context",
         "context list", "context use", "host", "host list", "host remove", "host set-state",
         "host show", "job", "job cancel", "login", "logout", "node", "node import", "node list",
-        "node set", "token", "token cancel",
-        "token create", "token list", "user", "user create", "user delete", "user list",
-        "user set-password"]
+        "node set", "power", "power cycle", "power off", "power on", "power status", "token",
+        "token cancel", "token create", "token list", "user", "user create", "user delete",
+        "user list", "user set-password"]
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
