@@ -28,7 +28,7 @@ from manager.db.engine import (
 )
 from manager.domain import alerts
 from manager.engine.planning import LockTable, ObjectKey, PlannedJob, plan
-from manager.engine.registry import Args, JobClass, Registry, UnknownJob
+from manager.engine.registry import Args, JobClass, Registry, StepFailed, UnknownJob
 from manager.engine.statemachine import InvalidTransition
 
 _PLAN_LOCK = 0x5E9E_0002  # PostgreSQL advisory lock key held while planning
@@ -268,8 +268,16 @@ def preview(registry: Registry, planned: Planned) -> dict[str, Any]:
         job_class = registry.job(job.job)
         job_args = planned.args[job.id]
         steps = job_class.steps(job_args)
-        step_hosts = {s.host_of(job_args) for s in steps if s.action}
-        hosts |= {h for h in step_hosts if isinstance(h, int)}
+        problems: dict[str, str] = {}       # step class → why it would fail if run now
+        for s in steps:
+            if s.action:
+                try:
+                    host = s.host_of(job_args)
+                except StepFailed as exc:
+                    problems[s.class_name] = str(exc)
+                    continue
+                if isinstance(host, int) and not isinstance(host, bool):
+                    hosts.add(host)
         cls = registry.stateful(job.key[0])
         jobs.append({
             "class_name": job.job, "description": job_class.description.format(label=labels[job.key]),
@@ -277,8 +285,9 @@ def preview(registry: Registry, planned: Planned) -> dict[str, Any]:
                        "content_type_id": cls.content_type_id},
             "from_state": job.from_state, "to_state": job.to_state,
             "steps": [{"class_name": s.class_name, "description": s.description,
-                       "runs_on": "agent" if s.action else "manager",
-                       "action": s.action} for s in steps],
+                       "runs_on": "agent" if s.action else "manager", "action": s.action,
+                       **({"problem": problems[s.class_name]}
+                          if s.class_name in problems else {})} for s in steps],
             "wait_for": sorted(f"job {order[w]}" if w in order else f"queued job {w}"
                                for w in job.wait_for),
             "cancellable": job_class.cancellable,

@@ -118,3 +118,16 @@ def test_the_sweep_plan_and_what_it_records(admin, accounts_reset, types):  # no
     assert accounts_reset.db(
         lambda: PowerControlDeviceOutlet.get_by_id(outlets[2]).has_power) == "On"
 
+
+
+def test_a_dry_run_names_the_step_that_cannot_run(admin, accounts_reset, types):  # noqa: F811
+    host_id = registered(accounts_reset, admin, "pw5.example")
+    device = make_device(admin, types)
+    admin.post(OUTLETS, {"device": device["resource_uri"], "identifier": "1",
+                         "host": f"/api/host/{host_id}/"})
+    plan = admin.post("/api/command/", {**jobs_body("PoweronHostJob", host_id=host_id),
+                                        "dry_run": True})
+    power_step, record_step = plan["jobs"][0]["steps"]
+    assert power_step["class_name"] == "PowerOnStep"
+    assert "no BMC agent is registered" in power_step["problem"]
+    assert "problem" not in record_step

@@ -203,7 +203,8 @@ def _power_job(object_type: str, operation: str) -> JobClass:
         confirmation=None if operation == "on" else
         f"The {object_type} loses power without a chance to finish what it is doing"
         if operation == "cycle" else None,
-        available=lambda row: has_outlet(object_type, row.id))
+        # a disabled node is left out of boots and power actions
+        available=lambda row: getattr(row, "enabled", True) and has_outlet(object_type, row.id))
 
 
 def _node_states(ids: list[int]) -> dict[int, str]:
