@@ -6,6 +6,7 @@ from manager.db.engine import Step
 from manager.db.hosts import Action, Alert
 from manager.db.inventory import PowerControlDeviceOutlet
 from manager.domain.inventory import power_jobs
+from tests.api.test_engine_api import wait_until
 from tests.api.test_power_control import DEVICES, OUTLETS, SECRET, make_device, types  # noqa: F401
 from tests.api.test_registration import error, onboard, wait_for_command
 
@@ -69,11 +70,7 @@ def test_a_power_step_goes_to_the_bmc_agent_and_never_shows_the_password(
     admin.post(OUTLETS, {"device": device["resource_uri"], "identifier": "1",
                          "host": f"/api/host/{host_id}/"})
     command = admin.post("/api/command/", jobs_body("PoweroffHostJob", host_id=host_id))
-    job = admin.get(command["jobs"][0])
-    for _ in range(100):
-        job = admin.get(command["jobs"][0])
-        if job["steps"]:
-            break
+    job = wait_until(lambda: admin.get(command["jobs"][0]), lambda j: j["steps"])
     step = admin.get(job["steps"][0])
     assert step["class_name"] == "PowerOffStep" and "outlets" not in step["args"]
     assert SECRET not in str(admin.get("/api/step/", limit=0))
