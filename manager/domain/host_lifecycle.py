@@ -17,6 +17,7 @@ from manager.db.base import utcnow
 from manager.db.hosts import Action, Host
 from manager.domain import hosts
 from manager.domain.inventory import nodes
+from manager.domain.inventory.lookups import among
 from manager.engine import commands
 from manager.engine.registry import (
     JobClass,
@@ -87,6 +88,10 @@ def _labels(ids: list[int]) -> dict[int, str]:
 
 def _load(host_id: int) -> Host | None:
     return Host.get_or_none(Host.id == host_id)
+
+
+def _load_many(host_ids: list[int]) -> dict[int, Host]:
+    return {h.id: h for h in Host.select().where(among(Host.id, host_ids))}
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -173,7 +178,7 @@ def _setup_job(name: str, what: str) -> JobClass:
 def register_with(registry: Registry) -> None:
     """Declare the host class and its jobs to ``registry``."""
     registry.add_class(StatefulClass("host", HOST_CONTENT_TYPE_ID, HOST_MACHINE, _states,
-                                     _set_state, _labels, _load, "host_id"))
+                                     _set_state, _labels, _load, "host_id", _load_many))
     registry.add_job(JobClass("InstallHostPackagesJob", "host", "Validate host {label}",
                               steps=lambda args: list(VALIDATE)))
     registry.add_job(_setup_job("SetupHostJob", "managed server"))

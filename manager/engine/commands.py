@@ -85,6 +85,16 @@ class StateCache:
         self.registry = registry
         self.states: dict[ObjectKey, str] = {}
 
+    def prefetch(self, keys: Iterable[ObjectKey]) -> None:
+        """Read the states of ``keys`` in one query per class (missing ones fail later)."""
+        by_type: dict[str, list[int]] = {}
+        for object_type, object_id in keys:
+            if (object_type, object_id) not in self.states:
+                by_type.setdefault(object_type, []).append(object_id)
+        for object_type, ids in by_type.items():
+            found = self.registry.stateful(object_type).states(list(dict.fromkeys(ids)))
+            self.states.update({(object_type, i): state for i, state in found.items()})
+
     def __call__(self, key: ObjectKey) -> str:
         if key not in self.states:
             found = self.registry.stateful(key[0]).states([key[1]])
@@ -129,8 +139,26 @@ MAX_ID = 2**63 - 1  # the id columns' range: a larger number is no object, not a
 
 def check_requests(registry: Registry, requests: list[Any]) -> list[Requested]:
     """Each requested job (``POST /api/command/``) is an available job of an existing
-    object; raises PlanError naming the first that is not."""
-    return [_requested_job(registry, request, index) for index, request in enumerate(requests)]
+    object; raises PlanError naming the first that is not. The objects are read in one
+    query per class (a command of 1,000 jobs is 1,000 objects)."""
+    shaped = [_requested_shape(registry, request, index)
+              for index, request in enumerate(requests)]
+    wanted: dict[str, list[int]] = {}
+    for job_class, object_id, _ in shaped:
+        wanted.setdefault(job_class.object_type, []).append(object_id)
+    rows = {name: registry.stateful(name).rows(list(dict.fromkeys(ids)))
+            for name, ids in wanted.items()}
+    checked = []
+    for index, (job_class, object_id, job_args) in enumerate(shaped):
+        name = registry.stateful(job_class.object_type).name
+        row = rows[job_class.object_type].get(object_id)
+        if row is None:
+            raise PlanError("jobs", f"jobs[{index}]: {name} {object_id} does not exist")
+        if not job_class.available(row):
+            raise PlanError("jobs", f"jobs[{index}]: {job_class.name} is not available for "
+                                    f"{name} {object_id}")
+        checked.append((job_class, (name, object_id), job_args))
+    return checked
 
 
 def plan_jobs(registry: Registry, requests: list[Requested], message: str) -> Planned:
@@ -138,6 +166,8 @@ def plan_jobs(registry: Registry, requests: list[Requested], message: str) -> Pl
     of them."""
     locks = load_locks(registry)
     states = StateCache(registry)
+    states.prefetch(need.key for job_class, _, job_args in requests
+                    for need in job_class.requires(job_args))
     planned: list[PlannedJob] = []
     args: dict[int, Args] = {}
     for job_class, key, job_args in requests:
@@ -155,7 +185,9 @@ def plan_jobs(registry: Registry, requests: list[Requested], message: str) -> Pl
     return Planned(message, planned, args, [], locks)
 
 
-def _requested_job(registry: Registry, request: Any, index: int) -> tuple[JobClass, ObjectKey, Args]:
+def _requested_shape(registry: Registry, request: Any, index: int
+                     ) -> tuple[JobClass, int, Args]:
+    """A requested job's class, object id and args, checked for form only."""
     where = f"jobs[{index}]"
     if not isinstance(request, dict) or not isinstance(request.get("class_name"), str):
         raise PlanError("jobs", f"{where}: each job is an object with class_name and args")
@@ -173,13 +205,7 @@ def _requested_job(registry: Registry, request: Any, index: int) -> tuple[JobCla
     object_id = job_args.get(cls.id_arg)
     if isinstance(object_id, bool) or not isinstance(object_id, int) or not 0 < object_id <= MAX_ID:
         raise PlanError("jobs", f"{where}: args.{cls.id_arg} must be a positive integer id")
-    row = cls.load(object_id)
-    if row is None:
-        raise PlanError("jobs", f"{where}: {cls.name} {object_id} does not exist")
-    if not job_class.available(row):
-        raise PlanError("jobs", f"{where}: {job_class.name} is not available for "
-                                f"{cls.name} {object_id}")
-    return job_class, (cls.name, object_id), dict(job_args)
+    return job_class, object_id, dict(job_args)
 
 
 def _verb_for(key: ObjectKey, target: str,

@@ -87,6 +87,13 @@ class StatefulClass:
     labels: Callable[[list[int]], dict[int, str]]
     load: Callable[[int], Any]  # the row (None if it does not exist), for available jobs
     id_arg: str  # the job argument naming the object ("host_id")
+    load_many: Callable[[list[int]], dict[int, Any]] | None = None  # rows by id, one query
+
+    def rows(self, ids: list[int]) -> dict[int, Any]:
+        """The existing rows of ``ids`` by id (one query when the class can)."""
+        if self.load_many is not None:
+            return self.load_many(ids)
+        return {i: row for i in ids if (row := self.load(i)) is not None}
 
 
 class UnknownJob(LookupError):

@@ -220,7 +220,9 @@ def register_with(registry: Registry) -> None:
     registry.add_class(StatefulClass("node", NODE_CONTENT_TYPE_ID, NODE_MACHINE, _node_states,
                                      lambda node_id, state: None, _node_labels,
                                      lambda node_id: Node.get_or_none(Node.id == node_id),
-                                     "node_id"))
+                                     "node_id",
+                                     lambda ids: {n.id: n for n in
+                                                  Node.select().where(among(Node.id, ids))}))
     for object_type in ("host", "node"):
         for operation in OPERATIONS:
             registry.add_job(_power_job(object_type, operation))
