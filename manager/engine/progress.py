@@ -240,6 +240,8 @@ def _start_action(fields: dict[str, Any], spec: StepSpec, job: Job, job_args: di
         args = spec.args(job_args)
     except StepFailed as exc:   # e.g. nothing left to act on, or no agent that can
         return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in a step fails the step, not the engine
+        return f"{spec.class_name} could not be prepared: {type(exc).__name__}: {exc}"
     if isinstance(host_id, bool) or not isinstance(host_id, int):
         return f"{spec.class_name} has no host to run on"
     try:

@@ -75,4 +75,5 @@ class PowerSweep:
         if not outcome.ok:
             log.warning("power sweep through host %d failed: %s", host_id, outcome.error)
             return {"ok": 0, "failed": len(outlet_ids)}
-        return await self.db.run(power_jobs.record_sweep, outcome.result.get("outlets", []))
+        entries = (outcome.result or {}).get("outlets", [])
+        return await self.db.run(power_jobs.record_sweep, entries)

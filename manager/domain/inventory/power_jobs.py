@@ -171,8 +171,10 @@ def _power_step(object_type: str, operation: str) -> StepSpec:
         first = outlets_of(object_type, job_args[id_arg])[:1]
         if not first:
             raise StepFailed(f"the {object_type} has no power outlet")
-        device = PowerControlDeviceOutlet.get_by_id(first[0]).device_id
-        return controller_of(device, controllers())
+        outlet = PowerControlDeviceOutlet.get_or_none(PowerControlDeviceOutlet.id == first[0])
+        if outlet is None:
+            raise StepFailed(f"the {object_type}'s power outlet was deleted")
+        return controller_of(outlet.device_id, controllers())
 
     timeout = STEP_TIMEOUT * 2 + (GRACEFUL_TIMEOUT if operation == "off" else 0)
     return StepSpec(f"{verb.replace(' ', '')}Step", f"{verb} through the power control device",
