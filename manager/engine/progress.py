@@ -302,8 +302,8 @@ def _stored_outcome(action_id: str | None) -> ActionOutcome | None:
 def _shown_args(spec: StepSpec, job_args: dict[str, Any]) -> dict[str, Any]:
     try:
         step_args = spec.args(job_args) if spec.action else {}
-    except StepFailed:
-        step_args = {}      # the step fails when it starts, saying why
+    except Exception:  # noqa: BLE001 - the step fails when it starts, saying why
+        step_args = {}
     args = {**job_args, **step_args}
     args = {k: v for k, v in args.items() if not k.startswith("__") and k not in spec.secret_args}
     return redact(args)

@@ -155,6 +155,19 @@ def make_registry(world: World) -> Registry:
     registry.add_job(JobClass("RefusedJob", "widget", "Refused {label}",
                               lambda a: [StepSpec("RefuseStep", "refuse", function=_function_step)],
                               verb="Refuse", available=lambda row: True))
+    def no_agent(job_args: dict[str, Any]) -> int:
+        raise StepFailed("no agent can reach it")
+
+    def broken_args(job_args: dict[str, Any]) -> dict[str, Any]:
+        return {"widget": job_args["no such argument"]}
+
+    for name, step in (("UnreachableJob", StepSpec("ReachStep", "reach", action="test.ok",
+                                                    host=no_agent)),
+                       ("BrokenJob", StepSpec("BrokenStep", "broken", action="test.ok",
+                                              host=AGENT_HOST, args=broken_args))):
+        registry.add_job(JobClass(name, "widget", f"{name} {{label}}",
+                                  lambda a, step=step: [step], verb=name,
+                                  available=lambda row: True))
     return registry
 
 
@@ -315,6 +328,24 @@ async def test_a_manager_side_step_failure_errors_the_job(db):
         assert command.errored
         step = db.call(lambda: Step.get())
         assert step.state == "failed" and step.log == "refused by the manager-side step"
+
+
+@in_loop
+async def test_an_action_step_that_cannot_be_prepared_fails_and_the_engine_goes_on(db):
+    async with Harness(db) as h:
+        h.world.states[("widget", 11)] = "on"
+        h.world.states[("widget", 12)] = "on"
+        for name, widget in (("UnreachableJob", 11), ("BrokenJob", 12)):
+            command_id = await h.run_jobs([{"class_name": name, "args": {"widget_id": widget}}])
+            assert (await h.finished(command_id)).errored
+        logs = db.call(lambda: [s.log for s in Step.select().order_by(Step.id)])
+        assert logs[0] == "no agent can reach it"
+        assert logs[1].startswith("BrokenStep could not be prepared: KeyError")
+        assert h.agents.executed == []
+        # and the engine still runs what comes next
+        h.world.states[("supply", 1)] = "on"
+        command_id = await h.run_jobs([{"class_name": "PolishJob", "args": {"widget_id": 11}}])
+        assert not (await h.finished(command_id)).errored
 
 
 @in_loop
