@@ -141,7 +141,7 @@ def _serve_bmcs() -> None:
     from pyghmi.ipmi import bmc
     from pyghmi.ipmi.private import serversession
 
-    from agent.power.ipmi import use_socket_flags
+    from agent.power.pyghmi_fixes import use_socket_flags
 
     use_socket_flags()
     _answer_like_a_real_bmc(serversession.ServerSession)

@@ -23,21 +23,21 @@ pyghmi's habits (1.6.19) that shape this module:
   again on a fresh login within what is left of the outlet's time.
 - Its "asynchronous" login still ends with one blocking exchange (Set Session Privilege
   Level, inside the RAKP4 handler), which on one thread serialises every login behind the
-  round trips of the others: 500 BMCs logging in at once took minutes. ``_request_privilege``
+  round trips of the others: 500 BMCs logging in at once took minutes. ``pyghmi_fixes``
   replaces that step, for asynchronous sessions only, by the same exchange with a callback.
 - Its IO thread reads a socket after switching it to non-blocking, and its senders switch
   the same socket back to blocking before each send; when a send lands between the two, the
   IO thread blocks in ``recvfrom`` on that one socket until a packet happens to come, and
   every BMC waits (seen here as stalls of 0.5 s to 25 s, on the client and in pyghmi's BMC
-  server alike). ``use_socket_flags`` makes both use per-call flags and never switch.
+  server alike). ``pyghmi_fixes`` makes both use per-call flags and never switch.
 - Giving a session up (``_abandon``) uses pyghmi's ``_mark_broken``, which logs out; its
   logout waits for a request in flight unless that request is first marked done.
 
 Chassis status and chassis control go out as the plain IPMI commands (netfn 0, commands 1 and
 2), as ipmitool sends them; pyghmi's ``get_power``/``set_power`` helpers would first identify
 the BMC's vendor and read the state again before switching (more round trips per outlet).
-The private pyghmi names this needs are used in ``_Reactor``, ``_request_privilege``,
-``_alive`` and ``_abandon`` only (pyghmi is pinned).
+The private pyghmi names this needs are used in ``_Reactor``, ``_alive``, ``_abandon`` and
+``agent.power.pyghmi_fixes`` only (pyghmi is pinned).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from agent.power import (
     PowerDriver,
     PowerError,
     Unsupported,
+    pyghmi_fixes,
     truthy,
 )
 
@@ -459,73 +460,4 @@ def _abandon(session: Any) -> None:
         session._mark_broken("given up: no answer in time")
 
 
-_blocking_request_privilege = ipmi_session.Session._req_priv_level
-
-
-def _request_privilege(session: Any) -> None:
-    """pyghmi's last login step (Set Session Privilege Level) without blocking its loop.
-
-    The same exchange and outcomes as pyghmi's own: administrator refused with 0x80/0x81 is
-    asked again as operator; success registers the keepalive and calls ``onlogon``."""
-    if not session.async_:
-        _blocking_request_privilege(session)
-        return
-    session.logged = 1
-    session.logoutexpiry = None
-    session.maxtimeout = 4          # pyghmi's values: quick switch to its relogin recovery
-    session.logontries = 1
-
-    def ask() -> None:
-        session.raw_command(netfn=0x6, command=0x3B, data=[session.privlevel],
-                            callback=answered)
-
-    def answered(response: dict[str, Any]) -> None:
-        session.incommand = False
-        code = response.get("code")
-        if code in (0x80, 0x81) and session.privlevel == 4:
-            session.privlevel = 3
-            ask()
-            return
-        if code:
-            session.logged = 0
-            session.onlogpayload = None
-            session.logging = False
-            session.onlogon({"error": ipmi_session.get_ipmi_error(
-                response, suffix=f" while requesting privilege level {session.privlevel}")
-                or f"privilege level {session.privlevel} refused"})
-            return
-        session.logging = False
-        with ipmi_session.util.protect(ipmi_session.KEEPALIVE_SESSIONS):
-            ipmi_session.Session.keepalive_sessions[session] = {
-                "ipmisession": session,
-                "timeout": ipmi_session._monotonic_time() + ipmi_session.MAX_IDLE - 5}
-        session.onlogon({"success": True})
-
-    try:
-        ask()
-    except pyghmi_errors.IpmiException as exc:
-        session.onlogon({"error": str(exc)})
-
-
-ipmi_session.Session._req_priv_level = _request_privilege
-
-
-def use_socket_flags() -> None:
-    """Make pyghmi's reads non-blocking by flag, and its sends leave the socket's mode alone
-    (see the module docstring). Also used by the virtual BMCs of the tests."""
-
-    def receive(sock: socket.socket, size: int) -> tuple[bytes, Any] | None:
-        try:
-            return sock.recvfrom(size, socket.MSG_DONTWAIT)
-        except OSError:
-            return None
-
-    def send(sock: socket.socket, packet: bytes, address: Any) -> None:
-        with contextlib.suppress(OSError):
-            sock.sendto(packet, address)
-
-    ipmi_session._io_recvfrom = receive
-    ipmi_session._io_sendto = send
-
-
-use_socket_flags()
+pyghmi_fixes.apply()
