@@ -78,6 +78,10 @@ def bind(database: peewee.Database) -> None:
     database_proxy.initialize(database)
 
 
-def is_postgres(database: peewee.Database | None = None) -> bool:
-    db = database or database_proxy.obj
+def is_postgres(database: peewee.Database | peewee.DatabaseProxy | None = None) -> bool:
+    """Whether ``database`` (or the bound one) is PostgreSQL. A model's ``_meta.database``
+    is the proxy: it is looked through, or PostgreSQL-only paths would silently never run."""
+    db = database or database_proxy
+    if isinstance(db, peewee.DatabaseProxy):
+        db = db.obj
     return isinstance(db, peewee.PostgresqlDatabase)
