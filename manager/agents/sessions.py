@@ -7,6 +7,7 @@ one, which is told to close. Everything here runs on the event loop and never bl
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import time
 
@@ -14,6 +15,10 @@ from manager.engine.dispatch import ActionSpec
 from protos import agent_pb2
 
 _CLOSE = None
+
+#: action ids a session remembers having sent: enough to cover the moments around a
+#: connect, when an action can be both in the stream's pending read and sent as new
+RECENT_IDS = 4096
 
 
 @dataclasses.dataclass(eq=False)
@@ -24,9 +29,20 @@ class AgentSession:
     queue: asyncio.Queue = dataclasses.field(default_factory=asyncio.Queue)
     connected_at: float = dataclasses.field(default_factory=time.monotonic)
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
+    sent_ids: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
 
     def send(self, message: agent_pb2.ManagerMessage) -> None:
         self.queue.put_nowait(message)
+
+    def first_sending(self, action_id: str) -> bool:
+        """False if this stream already carried ``action_id`` (the agent would drop the
+        copy by id; not sending it saves the agent the work and the stream the bytes)."""
+        if action_id in self.sent_ids:
+            return False
+        self.sent_ids[action_id] = None
+        if len(self.sent_ids) > RECENT_IDS:
+            self.sent_ids.popitem(last=False)
+        return True
 
     def close(self) -> None:
         self.queue.put_nowait(_CLOSE)
@@ -64,6 +80,8 @@ class SessionRegistry:
         if session is None:
             return False
         for spec in specs:
+            if not session.first_sending(spec.id):
+                continue
             session.send(agent_pb2.ManagerMessage(action_request=agent_pb2.ActionRequest(
                 action_id=spec.id, name=spec.name, args_json=spec.args_json,
                 deadline_ms=spec.deadline_ms)))
