@@ -37,6 +37,7 @@ TEST_REQUIRES = [
     "ruff==0.17.6",
     "sushy-tools==2.2.0",       # the Redfish emulator the power tests run
     "bcrypt==5.0.0",            # sushy-tools' htpasswd check
+    "schemathesis==4.32.5",     # fuzzes the served OpenAPI document (tests/api/test_openapi.py)
 ]
 
 

@@ -202,6 +202,9 @@ def authenticate(username: Any, password: Any) -> User:
     """Check a username and password; the error never says which of the two was wrong."""
     if not isinstance(username, str) or not isinstance(password, str):
         raise AuthenticationFailed("Authentication Failed.")
+    if "\x00" in username:  # PostgreSQL refuses NUL in text; no user has one
+        passwords.verify_password(password, _DUMMY_HASH)
+        raise AuthenticationFailed("Authentication Failed.")
     user = User.get_or_none(User.username == username)
     if user is None:
         passwords.verify_password(password, _DUMMY_HASH)  # same cost as a real check

@@ -15,6 +15,7 @@ from manager.http.iml.commands import CommandResource, JobResource, StepResource
 from manager.http.iml.handlers import routes as iml_routes
 from manager.http.iml.hosts import HostResource, ServerProfileResource
 from manager.http.iml.inventory import NodeResource, bulk_routes
+from manager.http.iml.openapi import OpenApiHandler, document
 from manager.http.iml.power import (
     PowerControlDeviceOutletResource,
     PowerControlDeviceResource,
@@ -58,6 +59,7 @@ def make_app(ctx: AppContext) -> tornado.web.Application:
         (r"/auth/token", TokenHandler, kw),
         (r"/api/session/?", SessionHandler, kw),
         (r"/agent/?", AgentInfoHandler, kw),
+        (r"/api/openapi\.json", OpenApiHandler, {**kw, "doc": document(resources)}),
         *bulk_routes(ctx, resources),
         *iml_routes(ctx, resources),
     ]

@@ -47,7 +47,8 @@ class UserResource(Resource):
         "first_name": Field("string", "Unicode string data.", readonly=False, blank=True),
         "full_name": Field("string", "Human readable form derived from first_name and last_name"),
         "groups": Field("related", "List of groups that this user is a member of. May only be "
-                        "modified by superusers (May be null)", readonly=False, nullable=True),
+                        "modified by superusers (May be null)", readonly=False, nullable=True,
+                        to="group", many=True, full=True),
         "id": Field("integer", "Integer record identifier, unique for objects of this type", unique=True),
         "is_superuser": Field("boolean", "Is the user a superuser"),
         "last_name": Field("string", "Unicode string data.", readonly=False, blank=True),
@@ -56,12 +57,13 @@ class UserResource(Resource):
         "new_password2": Field("string", "Password confirmation, must match new_password1",
                                readonly=False, write_only=True),
         "password1": Field("string", "Used when creating a user (request must be made by a "
-                           "superuser)", readonly=False, write_only=True),
+                           "superuser)", readonly=False, write_only=True, required=True),
         "password2": Field("string", "Password confirmation, must match password1",
-                           readonly=False, write_only=True),
+                           readonly=False, write_only=True, required=True),
         "resource_uri": Field("string", "URL for this object"),
         "username": Field("string", "Required. 30 characters or fewer. Letters, numbers and "
-                          "@/./+/-/_ characters", readonly=False, unique=True),
+                          "@/./+/-/_ characters", readonly=False, unique=True,
+                          required=True),
     }
     ordering = ("username", "email")
     list_methods = ("GET", "POST")
@@ -94,7 +96,7 @@ class UserResource(Resource):
     def create(self, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         if not principal.is_superuser:
             raise PermissionDenied("only superusers may create users")
-        self.check_fields(body)
+        self.check_fields(body, creating=True)
         user = accounts.create_user(
             principal, body.get("username"), body.get("password1"), body.get("password2"),
             _text(body, "email"), _text(body, "first_name"), _text(body, "last_name"),

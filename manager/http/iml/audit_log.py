@@ -37,7 +37,8 @@ class AuditLogResource(Resource):
         "status": Field("integer", "HTTP status answered", nullable=True),
         "summary": Field("string", "The change, as JSON with secrets masked"),
         "username": Field("string", "Who (the claimed name for a failed login)"),
-        "user": Field("string", "Filter only: same as username", column="username"),
+        "user": Field("string", "Filter only: same as username", column="username",
+                      filter_only=True),
     }
     filtering: ClassVar[dict[str, tuple[str, ...]]] = {
         "user": ("exact", "in"), "username": ("exact", "in"), "object_type": ("exact", "in"),

@@ -11,10 +11,26 @@ from manager.domain.errors import ValidationError
 from manager.domain.permissions import require_administrator
 from manager.engine.commands import PlanError
 from manager.engine.runner import Engine
-from manager.http.iml.resource import Field, Resource, iso
+from manager.http.iml.resource import Field, Resource, body_errors, iso
 
 _ID = ("exact", "in")
 _COMPARE = ("gte", "lte", "gt", "lt")
+MESSAGE_ERROR = "A message of 1 to 1024 characters is required."
+JOBS_ERROR = "A list of 1 to 10000 jobs is required."
+# POST /api/command/: validated with this schema, and shown by the OpenAPI document
+CREATE_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["message", "jobs"], "additionalProperties": False,
+    "properties": {
+        "message": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": r"\S",
+                    "description": "What the command does, for people"},
+        "jobs": {"type": "array", "minItems": 1, "maxItems": 10_000,
+                 "description": "The jobs to run, each {\"class_name\": …, \"args\": {…}} "
+                                "(the engine names a job it refuses by its index)"},
+        "dry_run": {"type": "boolean", "description": "Answer the plan; run nothing"},
+    },
+}
+_CREATE_MESSAGES = {"message": MESSAGE_ERROR, "jobs": JOBS_ERROR,
+                    "dry_run": "Must be true or false."}
 
 
 def plan_error(exc: PlanError) -> ValidationError:
@@ -55,9 +71,18 @@ class CommandResource(Resource):
     ordering = ("created_at",)
     list_methods = ("GET", "POST")
     detail_methods = ("GET", "PATCH")
+    dry_run_methods = ("POST list",)
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def body_schema(self, method: str, on_list: bool) -> dict[str, Any]:
+        return CREATE_SCHEMA if on_list else super().body_schema(method, on_list)
+
+    def write_responses(self, method: str, on_list: bool) -> dict[int, Any]:
+        if on_list:  # a dry run answers 200 with the plan
+            return {201: "object", 200: "plan"}
+        return super().write_responses(method, on_list)
 
     def serialize(self, objects: list[Command], principal: Principal | None) -> list[dict]:
         return render_commands(objects)
@@ -68,17 +93,14 @@ class CommandResource(Resource):
     def create(self, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         """POST ``{"message", "jobs": [{"class_name", "args"}]}``: run available jobs."""
         require_administrator(principal, "run jobs")
-        unknown = sorted(set(body) - {"message", "jobs", "dry_run"})
-        if unknown:
-            raise ValidationError({name: "Unknown field." for name in unknown})
-        message, jobs = body.get("message"), body.get("jobs")
-        if not isinstance(message, str) or not message.strip() or len(message) > 1024:
-            raise ValidationError({"message": "A message of 1 to 1024 characters is required."})
-        if not isinstance(jobs, list) or not 1 <= len(jobs) <= 10_000:
-            raise ValidationError({"jobs": "A list of 1 to 10000 jobs is required."})
+        errors = body_errors(CREATE_SCHEMA, body, _CREATE_MESSAGES, _CREATE_MESSAGES)
+        if errors:  # one at a time: unknown fields, then message, jobs, dry_run
+            order = [*sorted(set(errors) - set(_CREATE_MESSAGES)), *_CREATE_MESSAGES]
+            first = next(name for name in order if name in errors)
+            raise ValidationError({first: errors[first]})
         try:
-            result = self.engine.plan_jobs(jobs, message.strip(), principal.username,
-                                           dry_run_requested(body))
+            result = self.engine.plan_jobs(body["jobs"], body["message"].strip(),
+                                           principal.username, dry_run_requested(body))
         except PlanError as exc:
             raise plan_error(exc) from None
         if isinstance(result, dict):
@@ -165,6 +187,9 @@ class JobResource(Resource):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def write_responses(self, method: str, on_list: bool) -> dict[int, Any]:
+        return {204: None}  # PUT {"state": "cancelled"}: the job is being cancelled
+
     def serialize(self, objects: list[Job], principal: Principal | None) -> list[dict]:
         ids = [j.id for j in objects]
         commands, waits, steps, locks = _related(ids)
@@ -245,7 +270,7 @@ class StepResource(Resource):
         "created_at": Field("datetime", "When the step started"),
         "description": Field("string", "What the step does"),
         "id": Field("integer", "Integer record identifier, unique for objects of this type"),
-        "job": Field("related", "The job the step belongs to"),
+        "job": Field("related", "The job the step belongs to", to="job"),
         "log": Field("string", "Human readable summary of progress during execution"),
         "modified_at": Field("datetime", "When the step last changed"),
         "resource_uri": Field("string", "URL for this object"),

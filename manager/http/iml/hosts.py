@@ -18,7 +18,7 @@ from manager.engine.runner import Engine
 from manager.engine.statemachine import InvalidTransition
 from manager.http.iml.commands import CommandResource, dry_run_requested, plan_error
 from manager.http.iml.resource import Field, Resource, iso
-from manager.http.iml.ssh_hosts import SSH_FIELDS, add_over_ssh
+from manager.http.iml.ssh_hosts import SSH_FIELDS, TestHostResource, add_over_ssh
 
 
 class ServerProfileResource(Resource):
@@ -101,7 +101,7 @@ class HostResource(Resource):
         "pacemaker_configuration": Field("related", "Pacemaker configuration", nullable=True),
         "properties": Field("string", "Hardware properties reported by the agent (JSON)"),
         "resource_uri": Field("string", "URL for this object"),
-        "role": Field("string", "Filter only: hosts having this agent role"),
+        "role": Field("string", "Filter only: hosts having this agent role", filter_only=True),
         "roles": Field("list", "Agent roles of this host (Shepherd)"),
         "server_profile": Field("related", "The host's server profile"),
         "state": Field("string", "May be set based on available_transitions", readonly=False),
@@ -112,9 +112,23 @@ class HostResource(Resource):
     ordering = ("fqdn",)
     list_methods = ("GET", "POST")
     detail_methods = ("GET", "PUT", "DELETE")
+    dry_run_methods = ("PUT detail",)
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def body_schema(self, method: str, on_list: bool) -> dict[str, Any]:
+        """POST adds a host over SSH: it takes the SSH fields, not the host's."""
+        if on_list:
+            return TestHostResource().request_schema(creating=True)
+        return super().body_schema(method, on_list)
+
+    def write_responses(self, method: str, on_list: bool) -> dict[int, Any]:
+        if method == "PUT":  # 202 with the command, 204 already there, 200 a dry run's plan
+            return {200: "plan", 202: "command", 204: None}
+        if method == "DELETE":
+            return {202: "command", 204: None}
+        return super().write_responses(method, on_list)
 
     async def acreate(self, ctx: Any, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         """Add a host over SSH (``address`` + ``root_pw`` or ``private_key``)."""
@@ -126,8 +140,7 @@ class HostResource(Resource):
         return 201, await ctx.db.run(self.detail, principal, str(host_id))
 
     def base_query(self, principal: Principal | None) -> peewee.ModelSelect:
-        return (Host.select(Host, ServerProfile).join(ServerProfile)
-                .where(Host.state != hosts.REMOVED))
+        return Host.select().where(Host.state != hosts.REMOVED)
 
     def column_for(self, name: str) -> Any:
         if name == "role":
@@ -135,10 +148,16 @@ class HostResource(Resource):
         return super().column_for(name)
 
     def serialize(self, objects: list[Host], principal: Principal | None) -> list[dict]:
+        """A page of hosts: the few server profiles are read and rendered once per page,
+        not joined to every row (a list of 10,000 hosts shares a handful of profiles)."""
         offered = available_for(self.engine.registry, "host", objects, lambda h: h.state)
-        return [{**self._render(h), **offered[h.id]} for h in objects]
+        wanted = {h.server_profile_id for h in objects}
+        profiles = {p.id: ServerProfileResource.render(p)
+                    for p in ServerProfile.select().where(ServerProfile.id.in_(wanted))}
+        return [{**self._render(h, profiles[h.server_profile_id]), **offered[h.id]}
+                for h in objects]
 
-    def _render(self, h: Host) -> dict[str, Any]:
+    def _render(self, h: Host, profile: dict[str, Any]) -> dict[str, Any]:
         return {
             "address": h.address, "agent_version": h.agent_version,
             "boot_time": iso(h.boot_time), "client_mounts": [], "connected": h.connected,
@@ -150,7 +169,7 @@ class HostResource(Resource):
             "nodename": h.nodename, "pacemaker_configuration": None,
             "properties": json.dumps(_properties(h.inventory)),
             "resource_uri": self.uri(h.id), "roles": hosts.host_roles(h),
-            "server_profile": ServerProfileResource.render(h.server_profile),
+            "server_profile": profile,
             "state": h.state, "state_modified_at": iso(h.state_modified_at),
         }
 

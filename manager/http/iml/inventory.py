@@ -128,14 +128,15 @@ class NodeResource(Resource):
                    "or nothing.")
     fields: ClassVar[dict[str, Field]] = {
         "architecture": Field("string", "CPU architecture: x86_64, aarch64, ppc64le, s390x or "
-                              "riscv64", readonly=False, default="x86_64"),
+                              "riscv64", readonly=False, default="x86_64",
+                              choices=nodes.ARCHITECTURES),
         "created_at": Field("datetime", "When the node was added"),
         "enabled": Field("boolean", "Whether boots and power actions may include the node",
                          readonly=False, default=True),
         "groups": Field("list", "Names of the groups the node is in (BOS node groups)",
                         readonly=False),
         "host": Field("related", "The host of the agent running on the node", readonly=False,
-                      nullable=True),
+                      nullable=True, to="host"),
         "hostname": Field("string", "Host name (unique)", readonly=False, nullable=True,
                           unique=True),
         "id": Field("integer", "Integer record identifier, unique for objects of this type",
@@ -144,10 +145,11 @@ class NodeResource(Resource):
                       readonly=False),
         "modified_at": Field("datetime", "When the node was last changed"),
         "outlet": Field("related", "The power outlet (power_control_device_outlet) that "
-                        "switches the node", readonly=False, nullable=True),
+                        "switches the node", readonly=False, nullable=True,
+                        to="power_control_device_outlet"),
         "resource_uri": Field("string", "URL for this object"),
         "role": Field("string", "HSM role: " + ", ".join(nodes.ROLES), readonly=False,
-                      default="Compute"),
+                      default="Compute", choices=nodes.ROLES),
         "sub_role": Field("string", "HSM sub-role: " + ", ".join(nodes.SUB_ROLES) + " (or "
                           "empty)", readonly=False, blank=True, default=""),
         "xname": Field("string", "Cray xname, x<cabinet>c<chassis>s<slot>b<bmc>n<node> "
@@ -162,6 +164,28 @@ class NodeResource(Resource):
     ordering = ("xname", "hostname", "id")
     list_methods = ("GET", "POST", "PATCH")
     detail_methods = ("GET", "PUT", "PATCH", "DELETE")
+    dry_run_methods = ("PATCH list",)
+
+    def body_schema(self, method: str, on_list: bool) -> dict[str, Any]:
+        if method != "PATCH" or not on_list:
+            return super().body_schema(method, on_list)
+        node = self.request_schema(creating=False)
+        return {"type": "object", "required": ["objects"], "additionalProperties": False,
+                "properties": {"objects": {"type": "array", "items": node,
+                                           "maxItems": saving.MAX_BULK},
+                               "dry_run": {"type": "boolean"}}}
+
+    def write_responses(self, method: str, on_list: bool) -> dict[int, Any]:
+        if method != "PATCH" or not on_list:
+            return super().write_responses(method, on_list)
+        count = {"type": "integer", "minimum": 0}
+        return {200: {"type": "object", "required": ["created", "updated", "unchanged",
+                                                     "dry_run"],
+                      "additionalProperties": False,
+                      "properties": {"created": count, "updated": count, "unchanged": count,
+                                     "dry_run": {"type": "boolean"},
+                                     "objects": {"type": "array",
+                                                 "items": {"type": "string"}}}}}
 
     def column_for(self, name: str) -> Any:
         if name == "groups":

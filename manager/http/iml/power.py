@@ -28,6 +28,9 @@ from manager.http.iml.resource import Field, Resource, iso
 from manager.secrets import SecretBox
 
 _ID_HELP = "Integer record identifier, unique for objects of this type"
+_NEW_OUTLET_FIELDS = ("identifier", "host", "node")
+_NEW_OUTLETS_ERROR = ("Must be a list of outlets to create, "
+                      "[{\"identifier\", \"host\", \"node\"}].")
 _TEMPLATE_HELP = {
     "monitor_template": "Command template for checking that a PDU is responding",
     "outlet_list_template": "Command template for listing all outlets on a PDU (May be null)",
@@ -54,7 +57,7 @@ class PowerControlTypeResource(Resource):
     description = "A type (make/model, etc.) of power control device"
     fields: ClassVar[dict[str, Field]] = {
         "agent": Field("string", "Fencing agent (e.g. fence_apc, fence_ipmilan, etc.)",
-                       readonly=False),
+                       readonly=False, required=True),
         "default_options": Field("string", "Default set of options to be passed when invoking "
                                  "fence agent (May be null)", readonly=False, nullable=True),
         "default_port": Field("integer", "Network port used to access power control device",
@@ -113,17 +116,20 @@ class PowerControlDeviceOutletResource(Resource):
                    "Control Device.")
     fields: ClassVar[dict[str, Field]] = {
         "device": Field("related", "A single related resource. Can be either a URI or set of "
-                        "nested resource data.", readonly=False),
+                        "nested resource data.", readonly=False, to="power_control_device",
+                        required=True),
         "has_power": Field("string", "Outlet power status (On, Off, Unknown) (May be null); "
-                           "kept current by the manager", nullable=True),
+                           "kept current by the manager", nullable=True,
+                           choices=power.HAS_POWER),
         "host": Field("related", "A single related resource. Can be either a URI or set of "
-                      "nested resource data. (May be null)", readonly=False, nullable=True),
+                      "nested resource data. (May be null)", readonly=False, nullable=True,
+                      to="host"),
         "id": Field("integer", _ID_HELP, unique=True),
         "identifier": Field("string", "A string by which the associated device can identify "
                             "the controlled resource (e.g. PDU outlet number, libvirt domain "
                             "name, ipmi mgmt address, etc.)", readonly=False, blank=True),
         "node": Field("related", "The node the outlet switches (Shepherd; May be null)",
-                      readonly=False, nullable=True),
+                      readonly=False, nullable=True, to="node"),
         "power_checked_at": Field("datetime", "When has_power was last read from the device "
                                   "(Shepherd; May be null)", nullable=True),
         "resource_uri": Field("string", "URL for this object"),
@@ -183,9 +189,11 @@ class PowerControlDeviceResource(Resource):
     model = PowerControlDevice
     description = "An instance of a power control device, associated with a power control type"
     fields: ClassVar[dict[str, Field]] = {
-        "address": Field("string", "IP address of power control device", readonly=False),
+        "address": Field("string", "IP address of power control device", readonly=False,
+                         required=True),
         "device_type": Field("related", "A single related resource. Can be either a URI or set "
-                             "of nested resource data.", readonly=False),
+                             "of nested resource data.", readonly=False,
+                             to="power_control_type", full=True, required=True),
         "id": Field("integer", _ID_HELP, unique=True),
         "name": Field("string", "Optional human-friendly display name (defaults to address)",
                       readonly=False, blank=True),
@@ -194,9 +202,14 @@ class PowerControlDeviceResource(Resource):
                          nullable=True),
         "outlets": Field("related", "Many related resources. Can be either a list of URIs or "
                          "list of individually nested resource data. (May be null); a POST may "
-                         "create outlets with the device", readonly=False, nullable=True),
+                         "create outlets with the device", readonly=False, nullable=True,
+                         to="power_control_device_outlet", many=True, full=True,
+                         input={"type": "array", "items": {
+                             "type": "object",
+                             "properties": {name: {} for name in _NEW_OUTLET_FIELDS}}},
+                         error=_NEW_OUTLETS_ERROR),
         "password": Field("string", "Password for device administration: write-only, stored "
-                          "encrypted", readonly=False, write_only=True),
+                          "encrypted", readonly=False, write_only=True, nullable=True),
         "port": Field("integer", "Network port used to access power control device "
                       "(default: the type's default_port)", readonly=False),
         "resource_uri": Field("string", "URL for this object"),
@@ -258,11 +271,10 @@ class PowerControlDeviceResource(Resource):
 def _new_outlets(outlets: Any) -> list[dict[str, Any]]:
     """The outlets a device's POST creates with it, related objects as ids."""
     if not isinstance(outlets, list) or not all(isinstance(o, dict) for o in outlets):
-        raise ValidationError({"outlets": "Must be a list of outlets to create, "
-                                          "[{\"identifier\", \"host\", \"node\"}]."})
+        raise ValidationError({"outlets": _NEW_OUTLETS_ERROR})
     items = []
     for i, outlet in enumerate(outlets):
-        unknown = sorted(set(outlet) - {"identifier", "host", "node"})
+        unknown = sorted(set(outlet) - set(_NEW_OUTLET_FIELDS))
         item = {k: v for k, v in outlet.items() if k not in unknown}
         errors = {k: "Unknown field." for k in unknown}
         errors.update(related_fields(item, {"host": "host", "node": "node"}))

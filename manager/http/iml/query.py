@@ -22,6 +22,7 @@ LOOKUPS = ("exact", "iexact", "in", "lt", "gt", "lte", "gte", "contains", "icont
 RESERVED = frozenset({"format", "limit", "offset", "order_by", "dry_run"})
 DEFAULT_LIMIT = 20
 MAX_INT = 2**31 - 1
+MAX_ID = 2**63 - 1  # the largest BIGINT, and so the largest id or integer filter value
 
 
 class QueryError(ValueError):
@@ -102,7 +103,7 @@ def _convert(param: str, type_: str, lookup: str, raw: str) -> Any:
             return _boolean(raw)
         if lookup in ("contains", "icontains", "startswith", "endswith", "iexact"):
             return _string(raw)
-        return CONVERTERS.get(type_, str)(raw)
+        return CONVERTERS.get(type_, _string)(raw)
     except ValueError as exc:
         raise QueryError(param, f"Invalid value '{raw}': {exc}") from None
 
@@ -118,8 +119,21 @@ def _boolean(raw: str) -> bool:
 
 def _integer(raw: str) -> int:
     value = int(raw)
-    if abs(value) > 2**63 - 1:
+    if abs(value) > MAX_ID:
         raise ValueError("out of range")
+    return value
+
+
+_RELATED_URI = re.compile(r"/api/[a-z_]+/([0-9]+)/?")
+
+
+def _related(raw: str) -> int:
+    """A related object's id, given as the id or its URI (a text value would reach an
+    integer column: PostgreSQL refuses the query)."""
+    found = _RELATED_URI.fullmatch(raw)
+    value = _integer(found.group(1) if found else raw)
+    if not 0 < value <= MAX_ID:
+        raise ValueError("expected an id or a URI")
     return value
 
 
@@ -138,6 +152,7 @@ def _string(raw: str) -> str:
 
 CONVERTERS: dict[str, Callable[[str], Any]] = {
     "integer": _integer, "boolean": _boolean, "datetime": _datetime, "string": _string,
+    "related": _related,
 }
 
 

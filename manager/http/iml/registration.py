@@ -36,7 +36,8 @@ class RegistrationTokenResource(Resource):
                         readonly=False),
         "id": Field("integer", "Integer record identifier, unique for objects of this type"),
         "profile": Field("related", "Server profile to be used when setting up servers "
-                         "using this token", readonly=False),
+                         "using this token", readonly=False, to="server_profile",
+                         required=True),
         "register_command": Field("string", "Command line to run on a server to register it "
                                   "using this token"),
         "resource_uri": Field("string", "URL for this object"),
@@ -45,6 +46,11 @@ class RegistrationTokenResource(Resource):
     }
     list_methods = ("GET", "POST")
     detail_methods = ("GET", "PATCH")
+
+    def write_responses(self, method: str, on_list: bool) -> dict[int, Any]:
+        if method == "PATCH":  # cancelling answers 204: the token is gone from the API
+            return {200: "object", 204: None}
+        return super().write_responses(method, on_list)
 
     def __init__(self, public_url: Any, ca_fingerprint: Any, config: Any) -> None:
         self.public_url = public_url
@@ -74,7 +80,7 @@ class RegistrationTokenResource(Resource):
             self.ca_fingerprint(), cfg.agent_start_command))
 
     def create(self, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
-        self.check_fields(body)
+        self.check_fields(body, creating=True)
         token = hosts.create_token(principal, _profile_name(body.get("profile")),
                                    _expiry(body.get("expiry")), body.get("credits"))
         return 201, self.detail(principal, str(token.id))

@@ -1,9 +1,11 @@
 """The declarative IML resource: fields, filters, orderings and methods as data.
 
 A resource subclass names its model and declares its fields; the generic handlers in
-``handlers.py`` serve list, detail, schema and the ``/api/`` index from that declaration.
-Methods that touch the database (``list_page``, ``detail``, ``create``, ``update``,
-``delete``) run on a database thread and raise domain errors.
+``handlers.py`` serve list, detail, schema and the ``/api/`` index from that declaration,
+``openapi.py`` describes them, and ``check_fields`` validates request bodies against the very
+JSON Schema the OpenAPI document shows (``request_schema``). Methods that touch the database
+(``list_page``, ``detail``, ``create``, ``update``, ``delete``) run on a database thread and
+raise domain errors.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import datetime
 from typing import Any, ClassVar
 
+import jsonschema
 import peewee
 
 from manager.db.base import is_postgres
@@ -33,6 +36,80 @@ class Field:
     blank: bool = False
     default: Any = None
     write_only: bool = False  # accepted on input, never rendered (passwords)
+    filter_only: bool = False  # a filter's name, never rendered nor written
+    required: bool = False  # a POST must give it
+    choices: tuple[str, ...] = ()  # the values allowed (rendered and written)
+    to: str | None = None  # related: the resource it names (rendered as its URI unless full)
+    full: bool = False  # related: rendered as the nested object, not its URI
+    many: bool = False  # related: a list of them
+    input: dict[str, Any] | None = None  # JSON Schema of written values, when not the type's
+    error: str | None = None  # what a written value that fails ``input`` is told
+
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema a written value must match: related objects may be given as a
+        URI, an id or a nested object, as IML's clients send them."""
+        if self.input is not None:
+            schema = dict(self.input)
+        elif self.type == "related":
+            one: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "integer"},
+                                             {"type": "object"}]}
+            schema = {"type": "array", "items": one} if self.many else one
+        else:
+            schema = dict(JSON_TYPES[self.type])
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        return _or_null(schema) if self.nullable else schema
+
+
+JSON_TYPES: dict[str, dict[str, Any]] = {
+    "integer": {"type": "integer"}, "string": {"type": "string"},
+    "boolean": {"type": "boolean"}, "float": {"type": "number"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "list": {"type": "array"}, "dict": {"type": "object"},
+}
+_TYPE_MESSAGES = {
+    "integer": "Must be an integer.", "string": "Must be a string.",
+    "boolean": "Must be true or false.", "float": "Must be a number.",
+    "datetime": "Must be an ISO 8601 date and time.", "list": "Must be a list.",
+    "dict": "Must be an object.", "related": "Must be a URI, an id or an object.",
+}
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(schema.get("type"), str) and "enum" not in schema:
+        return {**schema, "type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def body_errors(schema: dict[str, Any], body: dict[str, Any], messages: dict[str, str],
+                missing: dict[str, str] | None = None) -> dict[str, str]:
+    """``{field: message}`` for each way ``body`` fails the object ``schema``: unknown fields
+    (when it allows no others), missing required ones (``missing[field]``, else "This field
+    is required.") and values of the wrong kind (``messages[field]``)."""
+    known = schema.get("properties", {})
+    errors = {}
+    if schema.get("additionalProperties") is False:
+        errors = {name: "Unknown field." for name in sorted(set(body) - set(known))}
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(body):
+        if error.validator == "required":
+            for name in sorted(set(error.validator_value) - set(body)):
+                errors.setdefault(name, (missing or {}).get(name, "This field is required."))
+        elif error.path and error.path[0] in known:
+            name = error.path[0]
+            errors.setdefault(name, messages.get(name, "Invalid value."))
+    return errors
+
+
+def field_error(field: Field) -> str:
+    """What a client is told when a value does not match ``field.input_schema()``."""
+    if field.error:
+        return field.error
+    if field.choices:
+        return f"Must be one of: {', '.join(field.choices)}."
+    message = _TYPE_MESSAGES[field.type]
+    if field.type == "related" and field.many:
+        message = "Must be a list of URIs, ids or objects."
+    return message[:-1] + " or null." if field.nullable else message
 
 
 def iso(value: datetime.datetime | None) -> str | None:
@@ -61,6 +138,8 @@ class Resource:
     ordering: ClassVar[tuple[str, ...]] = ()
     list_methods: ClassVar[tuple[str, ...]] = ("GET",)
     detail_methods: ClassVar[tuple[str, ...]] = ("GET",)
+    # writes taking ?dry_run=1 or "dry_run": true, as "PUT detail", "PATCH list", …
+    dry_run_methods: ClassVar[tuple[str, ...]] = ()
 
     # --- declaration helpers -----------------------------------------------------------
 
@@ -120,6 +199,8 @@ class Resource:
             key = int(obj_id)
         except ValueError:
             raise NotFound(f"{self.name} {obj_id!r} does not exist") from None
+        if not 0 < key <= q.MAX_ID:  # beyond a BIGINT the database would refuse the query
+            raise NotFound(f"{self.name} {obj_id} does not exist")
         obj = self.base_query(principal).where(self.model._meta.primary_key == key).first()
         if obj is None:
             raise NotFound(f"{self.name} {obj_id} does not exist")
@@ -130,11 +211,41 @@ class Resource:
 
     # --- writing (database thread) -----------------------------------------------------
 
-    def check_fields(self, body: dict[str, Any]) -> None:
-        """Refuse fields the resource does not have (read-only ones are ignored on PUT)."""
-        unknown = sorted(set(body) - set(self.fields))
-        if unknown:
-            raise ValidationError({name: "Unknown field." for name in unknown})
+    def request_schema(self, creating: bool) -> dict[str, Any]:
+        """The JSON Schema of a POST (``creating``) or PUT/PATCH body: the writable fields
+        with their types, the read-only ones accepted and ignored (IML's way, so a GET,
+        edited, can be PUT back), any other refused."""
+        properties = {name: f.input_schema() if not f.readonly else {"readOnly": True}
+                      for name, f in sorted(self.fields.items()) if not f.filter_only}
+        for name, prop in properties.items():
+            prop["description"] = self.fields[name].help
+            if self.fields[name].write_only:
+                prop["writeOnly"] = True
+        schema: dict[str, Any] = {"type": "object", "properties": properties,
+                                  "additionalProperties": False}
+        required = sorted(n for n, f in self.fields.items() if f.required)
+        if creating and required:
+            schema["required"] = required
+        return schema
+
+    def body_schema(self, method: str, on_list: bool) -> dict[str, Any]:
+        """The JSON Schema of a write's body (the OpenAPI document shows it); override where
+        a write takes other than the object's fields."""
+        return self.request_schema(creating=method == "POST" and on_list)
+
+    def write_responses(self, method: str, on_list: bool) -> dict[int, Any]:
+        """What a write answers: status → ``"object"`` (the object as GET renders it),
+        ``"plan"`` (a dry run's plan), ``"command"`` (``{"command": {...}}``), None (no
+        body) or a JSON Schema. Override where a write answers otherwise."""
+        return {"POST": {201: "object"}, "DELETE": {204: None}}.get(method, {200: "object"})
+
+    def check_fields(self, body: dict[str, Any], creating: bool = False) -> None:
+        """Validate ``body`` against ``request_schema``: 400 ``{field: message}`` for each
+        unknown field, missing required one or writable one of the wrong type."""
+        errors = body_errors(self.request_schema(creating), body,
+                             {name: field_error(f) for name, f in self.fields.items()})
+        if errors:
+            raise ValidationError(errors)
 
     def create(self, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         """Status (201, or 202 for asynchronous work) and the body to answer with."""

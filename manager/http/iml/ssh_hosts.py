@@ -21,7 +21,8 @@ from manager.http.errors import ApiError
 from manager.http.iml.resource import Field, Resource
 
 SSH_FIELDS: dict[str, Field] = {
-    "address": Field("string", "A URI like user@myhost.net:22", readonly=False),
+    "address": Field("string", "A URI like user@myhost.net:22", readonly=False,
+                     required=True),
     "auth_type": Field("string", "root_password_choice, private_key_choice or "
                        "existing_keys_choice (validation only)", readonly=False),
     "private_key": Field("string", "SSH private key matching a public key on the new server",
@@ -30,7 +31,8 @@ SSH_FIELDS: dict[str, Field] = {
                                     readonly=False, write_only=True),
     "resource_uri": Field("string", "URL for this object"),
     "root_pw": Field("string", "SSH root password to new server", readonly=False, write_only=True),
-    "server_profile": Field("related", "Server profile chosen", readonly=False),
+    "server_profile": Field("related", "Server profile chosen", readonly=False,
+                            to="server_profile"),
 }
 
 
@@ -71,9 +73,16 @@ class TestHostResource(Resource):
     list_methods = ("POST",)
     detail_methods = ()
 
+    def write_responses(self, method: str, on_list: bool) -> dict[int, Any]:
+        return {200: {"type": "object", "required": ["address", "status", "valid"],
+                      "additionalProperties": False,
+                      "properties": {"address": {"type": "string"},
+                                     "status": {"type": "array", "items": {"type": "object"}},
+                                     "valid": {"type": "boolean"}}}}
+
     async def acreate(self, ctx: Any, principal: Principal, body: dict[str, Any]) -> tuple[int, dict]:
         require_administrator(principal, "test hosts")
-        self.check_fields(body)
+        self.check_fields(body, creating=True)
         target = ssh_target(body)
         checks = await ssh_install.check_access(target)
         return 200, {"address": body["address"], "status": checks,
