@@ -19,6 +19,7 @@ from manager.db.base import is_postgres, utcnow
 from manager.db.engine import (
     COMPLETE,
     PENDING,
+    TASKED,
     Command,
     CommandJob,
     Job,
@@ -374,12 +375,17 @@ def complete_job(registry: Registry, job: Job, errored: bool = False, cancelled:
 
 
 def _complete_commands(job_ids: list[int]) -> None:
-    command_ids = [c for (c,) in CommandJob.select(CommandJob.command)
-                   .where(CommandJob.job.in_(job_ids)).tuples()]
-    for command in Command.select().where(Command.id.in_(command_ids), Command.complete == False):
+    """Complete the commands of ``job_ids`` that have no unfinished job left: one query
+    when none has (the usual case, once per finished job). Unfinished jobs are found
+    through the (state, id) index, so the cost does not grow with a command's size."""
+    mine, members = CommandJob.alias("mine"), CommandJob.alias("members")
+    unfinished = (Job.select(Job.id).join(members, on=(members.job == Job.id))
+                  .where(Job.state.in_((PENDING, TASKED)), members.command == Command.id))
+    finished = (Command.select().join(mine, on=(mine.command == Command.id))
+                .where(mine.job.in_(job_ids), Command.complete == False,
+                       ~peewee.fn.EXISTS(unfinished)).distinct())
+    for command in finished:
         members = Job.select(Job.id).join(CommandJob).where(CommandJob.command == command.id)
-        if members.where(Job.state != COMPLETE).exists():
-            continue  # one query per finished job, not a read of all the command's jobs
         errored = members.where(Job.errored == True).exists()
         cancelled = command.cancelled or members.where(Job.cancelled == True).exists()
         Command.update(complete=True, errored=errored, cancelled=cancelled).where(
@@ -466,24 +472,38 @@ def locks_of(object_type: str, object_ids: list[int]) -> dict[int, dict[str, lis
 def available_for(registry: Registry, object_type: str, rows: list[Any], state_of: Any
                   ) -> dict[int, dict[str, Any]]:
     """``available_transitions``, ``available_jobs``, ``available_actions`` and ``locks``
-    for a page of one class's rows (two queries, whatever the page size)."""
+    for a page of one class's rows (two queries, whatever the page size). Transitions
+    depend only on the state, so each state's are built once per page."""
     cls = registry.stateful(object_type)
     locks = locks_of(object_type, [r.id for r in rows])
     jobs = registry.non_state_jobs(object_type)
+    by_state: dict[str, list[dict[str, Any]]] = {}
+    free = {"read": [], "write": []}
     out = {}
     for row in rows:
-        held = locks.get(row.id, {"read": [], "write": []})
+        held = locks.get(row.id, free)
         busy = bool(held["write"])
-        transitions = [] if busy else [
-            {**t, "long_description": t["verb"], "display_group": 2, "display_order": 10 + n}
-            for n, t in enumerate(cls.machine.available(state_of(row)))]
+        state = state_of(row)
+        if busy:
+            transitions = []
+        elif state in by_state:
+            transitions = by_state[state]
+        else:
+            transitions = by_state[state] = [
+                {**t, "long_description": t["verb"], "display_group": 2, "display_order": 10 + n}
+                for n, t in enumerate(cls.machine.available(state))]
         offered = [  # a job that preempts (Force Remove) is what a busy object needs most
             {"verb": j.verb, "class_name": j.name, "args": {cls.id_arg: row.id},
              "confirmation": j.confirmation, "long_description": j.long_description,
              "display_group": 3, "display_order": j.display_order}
             for j in jobs if (j.preempts or not busy) and j.available(row)]
+        actions = transitions + offered
+        if offered:
+            actions.sort(key=_display_order)
         out[row.id] = {"available_transitions": transitions, "available_jobs": offered,
-                       "available_actions": sorted(transitions + offered,
-                                                   key=lambda a: a["display_order"]),
-                       "locks": held}
+                       "available_actions": actions, "locks": held}
     return out
+
+
+def _display_order(action: dict[str, Any]) -> int:
+    return action["display_order"]

@@ -283,7 +283,17 @@ def _epoch_ms(when: datetime.datetime) -> int:
 
 
 def insert_actions(rows: list[dict[str, Any]], audit_enabled: bool) -> None:
-    """Insert action rows (and their audit rows); raises NotFound for a removed host."""
+    """Insert action rows (and their audit rows) in one transaction; raises NotFound for a
+    removed host."""
+    database = Action._meta.database
+    with database.atomic():
+        fastsql.execute_together(database, action_statements(rows, audit_enabled))
+
+
+def action_statements(rows: list[dict[str, Any]], audit_enabled: bool) -> list[fastsql.Statement]:
+    """The INSERTs of action rows and their audit rows, for the caller to run in its own
+    transaction (the engine sends them with its step's writes); raises NotFound for a
+    removed host."""
     wanted = {r["host"] for r in rows}
     if len(wanted) == 1:  # the engine's case, once per step: a prepared statement
         cursor = Host._meta.database.execute_sql(
@@ -297,10 +307,8 @@ def insert_actions(rows: list[dict[str, Any]], audit_enabled: bool) -> None:
     if missing:
         raise NotFound(f"no such host: {', '.join(map(str, sorted(missing)))}")
     audit_rows = audit.action_rows(rows) if audit_enabled else []
-    with Action._meta.database.atomic():
-        for start in range(0, len(rows), 500):
-            fastsql.insert(Action, rows[start:start + 500])
-            fastsql.insert(AuditRecord, audit_rows[start:start + 500])
+    return [*fastsql.insert_statements(Action, rows),
+            *fastsql.insert_statements(AuditRecord, audit_rows)]
 
 
 def _pending(host_id: int) -> list[ActionSpec]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import traceback
 from typing import Any
@@ -24,7 +25,7 @@ from manager.db.engine import COMPLETE, PENDING, TASKED, Job, JobWait, Step
 from manager.db.hosts import Action
 from manager.domain.errors import NotFound, ValidationError
 from manager.engine.commands import complete_job
-from manager.engine.dispatch import UNFINISHED, ActionOutcome, insert_actions
+from manager.engine.dispatch import UNFINISHED, ActionOutcome, action_statements
 from manager.engine.registry import Registry, StepFailed, StepSpec
 from manager.ops.redaction import redact
 
@@ -141,34 +142,39 @@ def advance(registry: Registry, new_rows: Any, job_id: int, outcome: ActionOutco
 
     ``new_rows(host_id, name, args, timeout, caused_by)`` makes action rows (the
     dispatcher's ``new_rows``). Runs inside the caller's transaction."""
-    job = next(iter(Job.raw(fastsql.sql("SELECT * FROM job WHERE id = ?", Job), job_id)), None)
+    job, last = _job_and_last_step(job_id)
     if job is None or job.state == COMPLETE:
         return Next(job_id)
-    job_class = registry.job(job.class_name)
-    job_args = json.loads(job.args)
-    specs = job_class.steps(job_args)
-    last = next(iter(Step.raw(fastsql.sql(
-        "SELECT * FROM step WHERE job_id = ? ORDER BY id DESC LIMIT 1", Step), job_id)), None)
-    results = _Results(job_id)
-    if last is None:
-        return _start(registry, job, job_args, specs, 0, 0, results, new_rows, audit_enabled)
-    if last.state == "incomplete":
-        if outcome is None or outcome.action_id != last.action_id:
-            outcome = _stored_outcome(last.action_id)
-        if outcome is None:
-            return Next(job_id, action_id=last.action_id)  # still running: wait for it
-        _record(last, outcome)
-        if not outcome.ok:
-            return _failed(registry, job, job_args, specs, last, job_class.retries, results,
-                           new_rows, audit_enabled)
-        results.append(outcome.result)
-        return _start(registry, job, job_args, specs, last.step_index + 1, 0, results, new_rows,
-                      audit_enabled)
-    if last.state == "success":
-        return _start(registry, job, job_args, specs, last.step_index + 1, 0, results, new_rows,
-                      audit_enabled)
-    return _failed(registry, job, job_args, specs, last, job_class.retries, results, new_rows,
-                   audit_enabled)
+    run = _Advance(registry, new_rows, audit_enabled, job)
+    nxt = run.resume(last, outcome)
+    run.flush()
+    return nxt
+
+
+@functools.lru_cache(maxsize=4)
+def _job_and_step_sql(param: str) -> str:
+    job_columns = ", ".join(f'j."{f.column_name}"' for f in Job._meta.sorted_fields)
+    step_columns = ", ".join(f's."{f.column_name}"' for f in Step._meta.sorted_fields)
+    return (f"SELECT {job_columns}, {step_columns} FROM job j LEFT JOIN step s ON s.id = "
+            f"(SELECT max(id) FROM step WHERE job_id = j.id) WHERE j.id = {param}")
+
+
+def _job_and_last_step(job_id: int) -> tuple[Job | None, Step | None]:
+    """The job and its latest step, in one query (one round trip per step saved)."""
+    database = Job._meta.database
+    row = database.execute_sql(_job_and_step_sql(database.param), (job_id,)).fetchone()
+    if row is None:
+        return None, None
+    job_fields, step_fields = Job._meta.sorted_fields, Step._meta.sorted_fields
+    job = _model(Job, job_fields, row[:len(job_fields)])
+    step_values = row[len(job_fields):]
+    return job, (_model(Step, step_fields, step_values) if step_values[0] is not None else None)
+
+
+def _model(model: type[Any], fields: list[Any], values: tuple[Any, ...]) -> Any:
+    obj = model(**{f.name: f.python_value(v) for f, v in zip(fields, values, strict=True)})
+    obj._dirty.clear()
+    return obj
 
 
 class _Results(list):
@@ -196,88 +202,137 @@ class _Results(list):
         return list(self)
 
 
-def _start(registry: Registry, job: Job, job_args: dict[str, Any], specs: list[StepSpec],
-           index: int, attempt: int, results: _Results, new_rows: Any, audit_enabled: bool) -> Next:
-    """Run function steps from ``index`` on until an action step (started) or the end."""
-    database = Job._meta.database
-    while index < len(specs):
-        spec = specs[index]
-        fields = {"job": job.id, "class_name": spec.class_name, "description": spec.description,
-                  "args": json.dumps(_shown_args(spec, job_args)), "step_index": index,
-                  "step_count": len(specs), "attempt": attempt}
-        if spec.action is not None:
-            started = _start_action(fields, spec, job, job_args, new_rows, audit_enabled)
-            if isinstance(started, Next):
-                return started
-            step = Step.create(**fields)
-            outcome = ActionOutcome("", "failed", None, started, [])
-        else:
-            step = Step.create(**fields)
-            try:
-                with database.atomic():
-                    result = spec.function(job_args, results.load())
-                outcome = ActionOutcome("", "succeeded", result, "", [])
-            except StepFailed as exc:
-                outcome = ActionOutcome("", "failed", None, str(exc), [])
-            except Exception as exc:  # noqa: BLE001 - a bug in a step fails the step, not the engine
-                step.backtrace = traceback.format_exc()[-MAX_TEXT:]
-                outcome = ActionOutcome("", "failed", None, f"{type(exc).__name__}: {exc}", [])
-        _record(step, outcome)
-        if not outcome.ok:
-            return _failed(registry, job, job_args, specs, step,
-                           registry.job(job.class_name).retries, results, new_rows, audit_enabled)
-        results.append(outcome.result)
-        index, attempt = index + 1, 0
-    return Next(job.id, changes=complete_job(registry, job))
+class _Advance:
+    """One job's move, inside one transaction. Step outcomes are written with the next
+    step's rows (one round trip on PostgreSQL), and before anything that may read them."""
+
+    def __init__(self, registry: Registry, new_rows: Any, audit_enabled: bool, job: Job) -> None:
+        self.registry = registry
+        self.new_rows = new_rows
+        self.audit_enabled = audit_enabled
+        self.job = job
+        self.job_class = registry.job(job.class_name)
+        self.job_args = json.loads(job.args)
+        self.specs = self.job_class.steps(self.job_args)
+        self.results = _Results(job.id)
+        self.database = Job._meta.database
+        self.deferred: list[fastsql.Statement] = []
+
+    def flush(self) -> None:
+        statements, self.deferred = self.deferred, []
+        fastsql.execute_together(self.database, statements)
+
+    def resume(self, last: Step | None, outcome: ActionOutcome | None) -> Next:
+        if last is None:
+            return self.start(0, 0)
+        if last.state == "incomplete":
+            if outcome is None or outcome.action_id != last.action_id:
+                outcome = _stored_outcome(last.action_id)
+            if outcome is None:
+                return Next(self.job.id, action_id=last.action_id)  # still running: wait
+            self.record(last, outcome)
+            if not outcome.ok:
+                return self.failed(last)
+            self.results.append(outcome.result)
+            return self.start(last.step_index + 1, 0)
+        if last.state == "success":
+            return self.start(last.step_index + 1, 0)
+        return self.failed(last)
+
+    def start(self, index: int, attempt: int) -> Next:
+        """Run function steps from ``index`` on until an action step (started) or the end."""
+        while index < len(self.specs):
+            spec = self.specs[index]
+            fields = {"job": self.job.id, "class_name": spec.class_name,
+                      "description": spec.description,
+                      "args": json.dumps(_shown_args(spec, self.job_args)), "step_index": index,
+                      "step_count": len(self.specs), "attempt": attempt}
+            if spec.action is not None:
+                started = self.start_action(fields, spec)
+                if isinstance(started, Next):
+                    return started
+                step = self.finished(fields, ActionOutcome("", "failed", None, started, []))
+            else:
+                self.flush()  # the function may read what this move recorded
+                step = self.finished(fields, *self.call(spec))
+            if step.state != "success":
+                return self.failed(step)
+            self.results.append(_loads(step.result))
+            index, attempt = index + 1, 0
+        self.flush()
+        return Next(self.job.id, changes=complete_job(self.registry, self.job))
+
+    def call(self, spec: StepSpec) -> tuple[ActionOutcome, str]:
+        """A manager-side step, in a savepoint (its failure undoes only its own writes):
+        its outcome and, if it raised, the backtrace."""
+        try:
+            with self.database.atomic():
+                result = spec.function(self.job_args, self.results.load())
+            return ActionOutcome("", "succeeded", result, "", []), ""
+        except StepFailed as exc:
+            return ActionOutcome("", "failed", None, str(exc), []), ""
+        except Exception as exc:  # noqa: BLE001 - a bug in a step fails the step, not the engine
+            return (ActionOutcome("", "failed", None, f"{type(exc).__name__}: {exc}", []),
+                    traceback.format_exc()[-MAX_TEXT:])
+
+    def finished(self, fields: dict[str, Any], outcome: ActionOutcome, backtrace: str = ""
+                 ) -> Step:
+        """A step that ended within this move: one INSERT of its final row (with the
+        move's other writes), not an INSERT and then an UPDATE."""
+        step = Step(**fields, backtrace=backtrace, created_at=utcnow(), **_outcome_fields(outcome))
+        self.deferred += fastsql.insert_statements(Step, [{
+            **fields, "backtrace": backtrace, "created_at": step.created_at,
+            **_outcome_fields(outcome)}])
+        return step
+
+    def start_action(self, fields: dict[str, Any], spec: StepSpec) -> Next | str:
+        """Insert the step with its action (one transaction: never one without the other);
+        a reason string when the action cannot be sent."""
+        try:
+            host_id = spec.host_of(self.job_args)
+            args = spec.args(self.job_args)
+        except StepFailed as exc:   # e.g. nothing left to act on, or no agent that can
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in a step fails the step, not the engine
+            return f"{spec.class_name} could not be prepared: {type(exc).__name__}: {exc}"
+        if isinstance(host_id, bool) or not isinstance(host_id, int):
+            return f"{spec.class_name} has no host to run on"
+        try:
+            rows = self.new_rows([host_id], spec.action, args, spec.timeout, self.job.created_by)
+            actions = action_statements(rows, self.audit_enabled)
+        except (NotFound, ValidationError) as exc:
+            return f"cannot send {spec.action} to host {host_id}: {exc}"
+        now = utcnow()
+        step = fastsql.insert_statements(Step, [{**fields, "action_id": rows[0]["id"],
+                                                 "host_id": host_id, "created_at": now,
+                                                 "modified_at": now}])
+        self.deferred += [*actions, *step]
+        return Next(self.job.id, action_id=rows[0]["id"], new_rows=rows)
+
+    def failed(self, step: Step) -> Next:
+        if step.attempt < self.job_class.retries:
+            return self.start(step.step_index, step.attempt + 1)
+        self.flush()
+        complete_job(self.registry, self.job, errored=True,
+                     log=f"{step.class_name} failed: {step.log}".strip())
+        return Next(self.job.id)
+
+    def record(self, step: Step, outcome: ActionOutcome) -> None:
+        """The outcome of a step whose row exists (an action step that was running)."""
+        for name, value in _outcome_fields(outcome).items():
+            setattr(step, name, value)
+        self.deferred.append((fastsql.sql(
+            "UPDATE step SET state = ?, result = ?, log = ?, console = ?, backtrace = ?, "
+            "modified_at = ? WHERE id = ?", Step),
+            [step.state, step.result, step.log, step.console, step.backtrace,
+             Step.modified_at.db_value(step.modified_at), step.id]))
 
 
-def _start_action(fields: dict[str, Any], spec: StepSpec, job: Job, job_args: dict[str, Any],
-                  new_rows: Any, audit_enabled: bool) -> Next | str:
-    """Insert the step with its action (one transaction: never one without the other);
-    a reason string when the action cannot be sent."""
-    try:
-        host_id = spec.host_of(job_args)
-        args = spec.args(job_args)
-    except StepFailed as exc:   # e.g. nothing left to act on, or no agent that can
-        return str(exc)
-    except Exception as exc:  # noqa: BLE001 - a bug in a step fails the step, not the engine
-        return f"{spec.class_name} could not be prepared: {type(exc).__name__}: {exc}"
-    if isinstance(host_id, bool) or not isinstance(host_id, int):
-        return f"{spec.class_name} has no host to run on"
-    try:
-        rows = new_rows([host_id], spec.action, args, spec.timeout, job.created_by)
-        with Job._meta.database.atomic():
-            insert_actions(rows, audit_enabled)
-    except (NotFound, ValidationError) as exc:
-        return f"cannot send {spec.action} to host {host_id}: {exc}"
-    now = utcnow()
-    fastsql.insert(Step, [{**fields, "action_id": rows[0]["id"], "host_id": host_id,
-                           "created_at": now, "modified_at": now}])
-    return Next(job.id, action_id=rows[0]["id"], new_rows=rows)
-
-
-
-def _failed(registry: Registry, job: Job, job_args: dict[str, Any], specs: list[StepSpec],
-            step: Step, retries: int, results: _Results, new_rows: Any, audit_enabled: bool) -> Next:
-    if step.attempt < retries:
-        return _start(registry, job, job_args, specs, step.step_index, step.attempt + 1, results,
-                      new_rows, audit_enabled)
-    complete_job(registry, job, errored=True,
-                 log=f"{step.class_name} failed: {step.log}".strip())
-    return Next(job.id)
-
-
-def _record(step: Step, outcome: ActionOutcome) -> None:
-    step.state = "success" if outcome.ok else "failed"
-    step.result = json.dumps(outcome.result) if outcome.result is not None else None
-    step.log = (outcome.error or ("done" if outcome.ok else "failed"))[:MAX_TEXT]
-    step.console = _console_text(outcome.console)
-    step.modified_at = utcnow()
-    Step._meta.database.execute_sql(fastsql.sql(
-        "UPDATE step SET state = ?, result = ?, log = ?, console = ?, backtrace = ?, "
-        "modified_at = ? WHERE id = ?", Step),
-        (step.state, step.result, step.log, step.console, step.backtrace,
-         Step.modified_at.db_value(step.modified_at), step.id))
+def _outcome_fields(outcome: ActionOutcome) -> dict[str, Any]:
+    return {"state": "success" if outcome.ok else "failed",
+            "result": json.dumps(outcome.result) if outcome.result is not None else None,
+            "log": (outcome.error or ("done" if outcome.ok else "failed"))[:MAX_TEXT],
+            "console": _console_text(outcome.console), "modified_at": utcnow()}
 
 
 def _console_text(console: list[dict[str, Any]]) -> str:

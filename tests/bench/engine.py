@@ -23,13 +23,14 @@ process's; the driver only waits); the agents run in ``shepherd-agent simulate``
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import tempfile
 import time
 from typing import Any
 
-from manager.db.engine import Command
+from manager.db.engine import Command, Job
 from manager.db.hosts import Host
 from manager.engine import registry
 from manager.engine.planning import Requirement
@@ -73,6 +74,14 @@ def timed_get(client: Any, path: str, runs: int = 10) -> list[float]:
     return times
 
 
+def _failure_reasons() -> list[tuple[str, int]]:
+    """Why set-up jobs failed, most common first (a benchmark that hides failures lies)."""
+    logs = collections.Counter(
+        log.strip().splitlines()[-1][:160] if log.strip() else "(no log)"
+        for (log,) in Job.select(Job.log).where(Job.errored | Job.cancelled).tuples())
+    return logs.most_common(5)
+
+
 def run(database: str, hosts: int, work: str, pg: ThrowawayPostgres | None) -> None:
     declare_bench_job()
     url = (f"sqlite:///{work}/shepherd.db" if pg is None else pg.create_database("bench_engine"))
@@ -81,8 +90,8 @@ def run(database: str, hosts: int, work: str, pg: ThrowawayPostgres | None) -> N
     sims = Simulators(m.url, m.manager.ctx.ca.fingerprint, work)
     try:
         admin = admin_client(m.url, m.config.state_dir)
-        token = admin.post("/api/registration_token/", {"profile": "compute_node",
-                                                        "credits": hosts})
+        token = admin.post("/api/registration_token/", {  # (the default 60 s can run out)
+            "profile": "compute_node", "credits": hosts, "expiry": "2100-01-01T00:00:00+00:00"})
         start = time.monotonic()
         sims.add(token["secret"], hosts, "bench")
         wait_until(lambda: m.db(Command.select().where(Command.complete == True).count) >= hosts,
@@ -91,6 +100,8 @@ def run(database: str, hosts: int, work: str, pg: ThrowawayPostgres | None) -> N
         bad = m.db(Command.select().where(Command.errored | Command.cancelled).count)
         print(f"[{database}] set-up of {hosts} registered hosts (register + 2 jobs, 4 steps "
               f"each): {setup:.1f} s ({4 * hosts / setup:.0f} steps/s; {bad} failed)")
+        for reason, times in m.db(_failure_reasons):
+            print(f"    {times} × {reason}")
 
         listing = timed_get(admin, "/api/host/?limit=0")
         print(f"[{database}] GET /api/host/?limit=0 of {hosts} hosts with transitions: "
@@ -130,6 +141,18 @@ def run(database: str, hosts: int, work: str, pg: ThrowawayPostgres | None) -> N
     finally:
         sims.stop()
         m.stop()
+        if pg is not None:
+            _print_deadlocks(pg.log_path)
+
+
+def _print_deadlocks(log_path: str) -> None:
+    """Deadlocks PostgreSQL reported during the run, with the statements involved."""
+    with open(log_path, errors="replace") as f:
+        lines = f.read().splitlines()
+    starts = [n for n, line in enumerate(lines) if "deadlock detected" in line]
+    print(f"deadlocks reported by PostgreSQL: {len(starts)}")
+    for n in starts[:3]:
+        print("\n".join("    " + line for line in lines[n:n + 8]))
 
 
 def main() -> None:
