@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import peewee
 
+from manager.db import fastsql
 from manager.db.base import BaseModel, utcnow
 
 
@@ -27,3 +30,28 @@ class AuditRecord(BaseModel):
 
     class Meta:
         indexes = ((("object_type", "object_id"), False),)
+
+
+class AuditedTransaction(peewee._transaction):
+    """A top-level transaction that inserts its audit row as it commits.
+
+    On PostgreSQL each statement is a round trip, and each round trip hands the interpreter
+    lock to the event loop and waits to get it back: the row goes in the same round trip as
+    the COMMIT (without peewee's ``RETURNING id``, which nobody reads). Set ``row`` before
+    the block ends; a block that raises rolls back and inserts nothing. Only the outermost
+    transaction commits, so enter it only when ``database.in_transaction()`` is false.
+    """
+
+    def __init__(self, database: peewee.Database | peewee.DatabaseProxy) -> None:
+        # the bound database itself, not the models' proxy: fastsql tells them apart by type
+        super().__init__(database.obj if isinstance(database, peewee.DatabaseProxy) else database)
+        self.row: dict[str, Any] | None = None
+
+    def commit(self, begin: bool = True) -> None:
+        if begin or self.row is None:
+            super().commit(begin)
+            return
+        statements = fastsql.insert_statements(AuditRecord, [self.row])
+        fastsql.execute_together(self.db, [*statements, ("COMMIT", [])])
+        self.row = None
+        self.db._run_commit_callbacks()

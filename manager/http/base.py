@@ -117,10 +117,9 @@ class BaseHandler(tornado.web.RequestHandler):
     def on_finish(self) -> None:
         status = self.get_status()
         if self.ctx.metrics is not None:
-            route, method = self.route_label(), self.request.method
-            self.ctx.metrics.http_requests.labels(self.family, route, method, str(status)).inc()
-            self.ctx.metrics.http_latency.labels(self.family, route, method).observe(
-                self.request.request_time())
+            self.ctx.metrics.request_answered(self.family, self.route_label(),
+                                              self.request.method, status,
+                                              self.request.request_time())
         if self.ctx.config.audit and self.request.method in UNSAFE_METHODS and not self.audited:
             self._audit_refusal(status)
         if hasattr(self, "_request_id_token"):

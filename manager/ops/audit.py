@@ -12,7 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from manager.db.audit import AuditRecord
+from manager.db import fastsql
+from manager.db.audit import AuditedTransaction, AuditRecord
 from manager.db.base import utcnow
 from manager.ops.redaction import redact
 
@@ -37,31 +38,57 @@ def summary(body: Any) -> str:
     return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 3] + "..."
 
 
+def row_values(actor: Actor, kind: str, object_type: str, object_id: Any, summary_text: str,
+               status: int | None, outcome: str = "",
+               command_id: int | None = None) -> dict[str, Any]:
+    """One audit row's values (``at`` is filled in when it is inserted)."""
+    return {"kind": kind, "username": actor.username[:150], "user_id": actor.user_id,
+            "credential": actor.credential, "address": actor.address[:64],
+            "method": actor.method, "path": actor.path[:512], "object_type": object_type,
+            "object_id": "" if object_id is None else str(object_id)[:64],
+            "summary": summary_text, "status": status, "outcome": outcome,
+            "command_id": command_id, "request_id": actor.request_id}
+
+
 def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
            status: int | None, outcome: str = "", command_id: int | None = None) -> None:
-    AuditRecord.create(kind=kind, username=actor.username[:150], user_id=actor.user_id,
-                       credential=actor.credential, address=actor.address[:64],
-                       method=actor.method, path=actor.path[:512], object_type=object_type,
-                       object_id="" if object_id is None else str(object_id)[:64],
-                       summary=summary(body), status=status, outcome=outcome,
-                       command_id=command_id, request_id=actor.request_id)
+    """Insert one audit row on its own (a refused request, which changed nothing)."""
+    fastsql.insert(AuditRecord, [row_values(actor, kind, object_type, object_id, summary(body),
+                                            status, outcome, command_id)])
 
 
 def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
                 fn: Callable[..., Any], *args: Any) -> Any:
     """Run a write and its audit row in one transaction. ``fn`` returns ``(status, doc)``
-    (resource writes) or anything else (then the status is 200, or 204 for None)."""
-    with AuditRecord._meta.database.atomic():
+    (resource writes) or anything else (then the status is 200, or 204 for None).
+
+    The summary is built before the transaction begins (on SQLite the write lock is held
+    from BEGIN), and the row is sent with the COMMIT (``AuditedTransaction``)."""
+    text = summary(body)
+    database = AuditRecord._meta.database
+    if database.in_transaction():  # a caller's transaction: its commit carries the row
+        with database.atomic():
+            result = fn(*args)
+            fastsql.insert(AuditRecord, [_outcome_row(actor, kind, object_type, object_id,
+                                                      text, result)])
+        return result
+    with AuditedTransaction(database) as transaction:
         result = fn(*args)
-        status, doc = result if _is_status_pair(result) else (204 if result is None else 200, None)
-        if object_id is None and isinstance(doc, dict):
-            object_id = doc.get("id")
-        command = doc.get("command") if isinstance(doc, dict) else None
-        command_id = command.get("id") if isinstance(command, dict) else None
-        if object_type == "command" and status == 201:
-            command_id = object_id
-        record(actor, kind, object_type, object_id, body, status, "ok", command_id)
+        transaction.row = _outcome_row(actor, kind, object_type, object_id, text, result)
     return result
+
+
+def _outcome_row(actor: Actor, kind: str, object_type: str, object_id: Any, text: str,
+                 result: Any) -> dict[str, Any]:
+    """The row of a write that succeeded: its status, object and command from its result."""
+    status, doc = result if _is_status_pair(result) else (204 if result is None else 200, None)
+    if object_id is None and isinstance(doc, dict):
+        object_id = doc.get("id")
+    command = doc.get("command") if isinstance(doc, dict) else None
+    command_id = command.get("id") if isinstance(command, dict) else None
+    if object_type == "command" and status == 201:
+        command_id = object_id
+    return row_values(actor, kind, object_type, object_id, text, status, "ok", command_id)
 
 
 def _is_status_pair(result: Any) -> bool:

@@ -62,6 +62,23 @@ class Metrics:
         self.jobs_running = Gauge(
             "shepherd_jobs_running", "Jobs this manager is running now.", registry=r)
         self._action_names: set[str] = set()
+        self._http_children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+    def request_answered(self, family: str, route: str, method: str, status: int,
+                         seconds: float) -> None:
+        """Count and time one answered request (on the event loop).
+
+        The labelled children are kept: ``labels()`` validates and looks them up under a
+        lock on every call, which costs more than the increment. Labels are bounded (route
+        templates, methods, statuses), so the cache is too."""
+        key = (family, route, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (self.http_requests.labels(family, route, method, str(status)),
+                        self.http_latency.labels(family, route, method))
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def action_label(self, name: str) -> str:
         """Action names are code-defined; anything unexpected is counted as ``other``."""

@@ -1,0 +1,117 @@
+"""The audit row of a write commits with it, on both databases, in as few round trips as
+the transaction allows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import peewee
+import pytest
+
+from manager.db import base as dbbase
+from manager.db.accounts import User
+from manager.db.audit import AuditRecord
+from manager.db.migrations import migrate
+from manager.ops import audit
+
+ACTOR = audit.Actor("admin", 1, "token", "127.0.0.1", "POST", "/api/user/", "req-1")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path) -> Iterator[peewee.Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/audit.db"
+    else:
+        pg = request.getfixturevalue("pg_server")
+        pg.drop_database("shepherd_unit_audit")
+        url = pg.create_database("shepherd_unit_audit")
+    db = dbbase.open_database(url)
+    dbbase.bind(db)
+    migrate(db)
+    yield db
+    db.close()
+
+
+class Statements:
+    """Records each call's statements (their first words): one call is one round trip."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        self.sent: list[str] = []
+        self._cursor = database.cursor
+        database.cursor = self.cursor
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        real, sent = self._cursor(*args, **kwargs), self.sent
+
+        class Recording:
+            def execute(self, sql: str, *params: Any) -> Any:
+                sent.append("; ".join(part.split(None, 1)[0] for part in sql.split(";\n")))
+                return real.execute(sql, *params)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+        return Recording()
+
+
+def create_user(name: str) -> tuple[int, dict]:
+    user = User.create(username=name, password_hash="x")
+    return 201, {"id": user.id, "command": {"id": 7}}
+
+
+def test_a_write_and_its_row_commit_together(database: peewee.Database) -> None:
+    body = {"username": "dora", "password1": "secret-1"}
+    assert audit.run_audited(ACTOR, "request", "user", None, body, create_user, "dora")[0] == 201
+    row = AuditRecord.get()
+    user = User.get(User.username == "dora")
+    assert (row.object_type, row.object_id, row.status, row.outcome, row.command_id) == (
+        "user", str(user.id), 201, "ok", 7)
+    assert (row.username, row.method, row.path, row.request_id) == (
+        "admin", "POST", "/api/user/", "req-1")
+    assert json.loads(row.summary) == {"username": "dora", "password1": "********"}
+    assert row.at is not None
+
+
+def test_the_row_travels_with_the_commit(database: peewee.Database) -> None:
+    sent = Statements(database).sent
+    audit.run_audited(ACTOR, "request", "user", None, {}, create_user, "ed")
+    expected_end = ["INSERT; COMMIT"] if dbbase.is_postgres(database) else ["INSERT", "COMMIT"]
+    assert sent[0].startswith("BEGIN") and sent[-len(expected_end):] == expected_end
+    assert not database.in_transaction()
+
+
+def test_a_failed_write_leaves_neither_change_nor_row(database: peewee.Database) -> None:
+    def fails() -> None:
+        User.create(username="gone", password_hash="x")
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError):
+        audit.run_audited(ACTOR, "request", "user", None, {}, fails)
+    assert User.select().where(User.username == "gone").count() == 0
+    assert AuditRecord.select().count() == 0
+    assert not database.in_transaction()
+
+
+def test_inside_a_callers_transaction_the_row_commits_with_it(database: peewee.Database) -> None:
+    with database.atomic() as transaction:
+        audit.run_audited(ACTOR, "request", "user", None, {}, create_user, "fay")
+        assert AuditRecord.select().count() == 1
+        transaction.rollback()
+    assert AuditRecord.select().count() == 0 and User.select().count() == 0
+
+
+def test_results_without_a_status_are_200_or_204(database: peewee.Database) -> None:
+    audit.run_audited(ACTOR, "request", "token", 5, {}, lambda: None)
+    audit.run_audited(ACTOR, "login", "session", None, {}, lambda: "session-key")
+    rows = AuditRecord.select().order_by(AuditRecord.id)
+    assert [(r.kind, r.object_id, r.status) for r in rows] == [
+        ("request", "5", 204), ("login", "", 200)]
+
+
+def test_a_refusal_is_recorded_alone(database: peewee.Database) -> None:
+    audit.record(ACTOR, "login", "", None, {"username": "admin", "password": "guess"}, 400,
+                 "refused")
+    row = AuditRecord.get()
+    assert (row.kind, row.status, row.outcome) == ("login", 400, "refused")
+    assert json.loads(row.summary) == {"password": "********", "username": "admin"}
