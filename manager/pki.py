@@ -119,7 +119,8 @@ class CertificateAuthority:
             except x509.ExtensionNotFound:
                 have = set()
             fresh = cert.not_valid_after_utc - _now() > RENEW_BEFORE
-            if fresh and set(wanted) <= have and self._issued_by_us(cert):
+            if (fresh and set(wanted) <= have and self._issued_by_us(cert)
+                    and self._server_key_matches(cert)):
                 return
         key = _new_key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.getfqdn())])
@@ -127,6 +128,16 @@ class CertificateAuthority:
                            ExtendedKeyUsageOID.SERVER_AUTH, wanted)
         write_atomic(self.server_key_path, _key_pem(key), 0o600)
         write_atomic(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    def _server_key_matches(self, cert: x509.Certificate) -> bool:
+        """False when a crash between writing the key and the certificate left them apart
+        (each file is atomic, the pair is not): TLS could not load them."""
+        try:
+            with open(self.server_key_path, "rb") as f:
+                key = serialization.load_pem_private_key(f.read(), password=None)
+        except (OSError, ValueError, TypeError):  # missing, unreadable or not a key
+            return False
+        return key.public_key() == cert.public_key()
 
     def _issued_by_us(self, cert: x509.Certificate) -> bool:
         """True when this CA's key signed ``cert`` (a regenerated CA keeps its subject name)."""

@@ -230,7 +230,7 @@ def _parse_quietly(body: bytes) -> Any:
         return {"body_bytes": len(body)}
     try:
         return json.loads(body) if body else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return {k: v[-1] for k, v in parse_qs(body.decode()).items()}

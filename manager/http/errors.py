@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import sqlite3
 from typing import Any
+
+import peewee
 
 from manager.db.executor import DatabaseUnavailable
 from manager.domain import errors as domain
@@ -47,9 +50,21 @@ def from_exception(exc: BaseException) -> ApiError | None:
         return ApiError(401, exc.message or "Authentication required")
     if isinstance(exc, domain.Conflict):
         return ApiError(409, exc.message or "Conflict")
+    if _is_integrity_error(exc):
+        # the domain checked the constraint, but a concurrent request won the race to commit
+        # (PostgreSQL reads committed rows only): the constraint's own text is not shown
+        return ApiError(409, "Another request changed this at the same time; try again.")
     if isinstance(exc, DatabaseUnavailable):
         return ApiError(503, "The database is unavailable; try again shortly.", {"Retry-After": "5"})
     return None
+
+
+def _is_integrity_error(exc: BaseException) -> bool:
+    """peewee's IntegrityError, or the driver's own where a raw cursor ran the statement
+    (psycopg2's carry SQLSTATE class 23, integrity constraint violation)."""
+    if isinstance(exc, (peewee.IntegrityError, sqlite3.IntegrityError)):
+        return True
+    return str(getattr(exc, "pgcode", None) or "").startswith("23")
 
 
 def family_of(path: str) -> str:

@@ -10,13 +10,19 @@ SECRET_KEYS = frozenset({
     "register_command", "csrftoken", "sessionid",
 })
 MASK = "********"
+#: nesting kept in a redacted copy; deeper values become ``DEEP`` (no secret field lies that
+#: deep in any real body, and a JSON parser accepts nesting deep enough to exhaust the stack)
+MAX_DEPTH = 32
+DEEP = "…"
 
 
-def redact(value: Any) -> Any:
+def redact(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` with every secret field's value masked, at any depth."""
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return DEEP
     if isinstance(value, dict):
-        return {k: MASK if k.lower() in SECRET_KEYS and v not in (None, "") else redact(v)
-                for k, v in value.items()}
+        return {k: MASK if str(k).lower() in SECRET_KEYS and v not in (None, "")
+                else redact(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        return [redact(v, depth + 1) for v in value]
     return value

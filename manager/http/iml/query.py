@@ -91,7 +91,9 @@ def _parse_int(args: Mapping[str, Sequence[str]], name: str, default: int) -> in
         return default
     if not re.fullmatch(r"-?[0-9]+", values[-1]):
         raise QueryError(name, f"'{values[-1]}' is not an integer.")
-    value = int(values[-1])
+    # past 4,300 digits int() raises ValueError: anything longer than MAX_INT is out of range
+    too_long = len(values[-1].lstrip("-").lstrip("0")) > len(str(MAX_INT))
+    value = -1 if too_long else int(values[-1])
     if not 0 <= value <= MAX_INT:
         raise QueryError(name, f"Must be between 0 and {MAX_INT}.")
     return value
