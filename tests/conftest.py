@@ -50,9 +50,13 @@ def password_hashes() -> dict[str, str]:
             USER_PASSWORD: passwords.hash_password(USER_PASSWORD)}
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="package", params=["sqlite", "postgresql"])
 def manager(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningManager]:
+    """One manager per database for a package of tests. Not for the whole session: models
+    reach the database through one process-wide proxy, so a manager still running while
+    later tests bind their own database would work on theirs (an engine test's job was
+    claimed and cancelled by an idle API manager's engine)."""
     state_dir = str(tmp_path_factory.mktemp(f"manager-{request.param}"))
     if request.param == "sqlite":
         url = f"sqlite:///{state_dir}/shepherd.db"
