@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import logging
 import re
 import secrets
 import string
@@ -18,8 +17,9 @@ from typing import Any
 
 import peewee
 
-from manager.db.base import is_postgres, utcnow
+from manager.db.base import utcnow
 from manager.db.hosts import Action, Host, RegistrationToken, ServerProfile
+from manager.db.unlocked import update_unlocked
 from manager.domain import alerts
 from manager.domain.accounts import Principal
 from manager.domain.errors import Conflict, PermissionDenied, ValidationError
@@ -34,10 +34,6 @@ FQDN_RE = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])
 ROLE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 REMOVED = "removed"
 CONTACT_ALERT = "HostContactAlert"
-CONTACT_LOCK_TIMEOUT = "200ms"
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
-
-log = logging.getLogger("shepherd.hosts")
 
 
 class RegistrationRefused(PermissionDenied):
@@ -209,30 +205,8 @@ def record_disconnected(host_ids: list[int]) -> None:
 
 
 def record_contact(host_ids: list[int], when: datetime.datetime) -> None:
-    """Batched last-contact update (one statement per 1,000 hosts heard from).
-
-    On PostgreSQL this pass never waits for the engine: rows another transaction holds are
-    skipped (``SKIP LOCKED``), and if the update must still wait for a lock (seen under
-    load: PostgreSQL reported deadlocks with the engine's set-up steps), it gives up after
-    ``CONTACT_LOCK_TIMEOUT`` instead. Either way the next pass, seconds later, records the
-    contact, and the engine's transaction is never the one cancelled."""
-    database = Host._meta.database
-    for start in range(0, len(host_ids), 1000):
-        chunk = host_ids[start:start + 1000]
-        if not is_postgres(database):
-            Host.update(last_contact=when).where(Host.id.in_(chunk)).execute()
-            continue
-        try:
-            with database.atomic():
-                database.execute_sql(f"SET LOCAL lock_timeout = '{CONTACT_LOCK_TIMEOUT}'")
-                free = [h for (h,) in Host.select(Host.id).where(Host.id.in_(chunk))
-                        .order_by(Host.id).for_update("FOR UPDATE SKIP LOCKED").tuples()]
-                if free:
-                    Host.update(last_contact=when).where(Host.id.in_(free)).execute()
-        except peewee.OperationalError as exc:
-            if getattr(exc.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE:
-                raise
-            log.debug("last contact of %d hosts left for the next pass: %s", len(chunk), exc)
+    """Batched last-contact update; rows the engine holds wait for the next pass."""
+    update_unlocked(Host, host_ids, {Host.last_contact: when})
 
 
 def raise_contact_lost(host_ids: list[int]) -> int:

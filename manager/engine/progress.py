@@ -23,6 +23,7 @@ from manager.db import fastsql
 from manager.db.base import is_postgres, utcnow
 from manager.db.engine import COMPLETE, PENDING, TASKED, Job, JobWait, Step
 from manager.db.hosts import Action
+from manager.db.unlocked import update_unlocked
 from manager.domain.errors import NotFound, ValidationError
 from manager.engine.commands import complete_job
 from manager.engine.dispatch import UNFINISHED, ActionOutcome, action_statements
@@ -128,10 +129,11 @@ def _unmet_preconditions(registry: Registry, jobs: list[Job]) -> dict[int, str]:
 
 
 def renew(instance: str, job_ids: list[int], lease: datetime.timedelta) -> None:
-    for start in range(0, len(job_ids), 1000):
-        (Job.update(lease_until=utcnow() + lease)
-         .where(Job.id.in_(job_ids[start:start + 1000]), Job.claimed_by == instance,
-                Job.state == TASKED).execute())
+    """Extend this manager's leases. A job row the engine's batch holds is being advanced
+    right now: it is skipped (its lease has two more renewals before it runs out) rather
+    than waited for, which deadlocked with the batch."""
+    update_unlocked(Job, job_ids, {Job.lease_until: utcnow() + lease},
+                    Job.claimed_by == instance, Job.state == TASKED)
 
 
 # --- advancing ---------------------------------------------------------------------------

@@ -23,7 +23,8 @@ def test_contact_is_recorded_in_one_statement(admin, accounts_reset):
 
 def test_a_host_row_another_transaction_holds_is_left_for_the_next_pass(admin, accounts_reset):
     """On PostgreSQL the pass skips a row the engine holds instead of waiting (and
-    deadlocking) on it; SQLite has one writer, so there is nothing to hold it there."""
+    deadlocking) on it; SQLite has one writer, so there is nothing to hold it there.
+    (Job lease renewal goes through the same ``update_unlocked``.)"""
     m = accounts_reset
     if not is_postgres(m.manager.ctx.db.database):
         pytest.skip("row locks are PostgreSQL's")
