@@ -290,20 +290,23 @@ def insert_actions(rows: list[dict[str, Any]], audit_enabled: bool) -> None:
         fastsql.execute_together(database, action_statements(rows, audit_enabled))
 
 
-def action_statements(rows: list[dict[str, Any]], audit_enabled: bool) -> list[fastsql.Statement]:
+def action_statements(rows: list[dict[str, Any]], audit_enabled: bool,
+                      known: dict[int, str] | None = None) -> list[fastsql.Statement]:
     """The INSERTs of action rows and their audit rows, for the caller to run in its own
     transaction (the engine sends them with its step's writes); raises NotFound for a
-    removed host."""
+    removed host. ``known``: host states the caller read in this transaction already."""
     wanted = {r["host"] for r in rows}
-    if len(wanted) == 1:  # the engine's case, once per step: a prepared statement
+    if known and wanted <= set(known):
+        present = {h for h in wanted if known[h] != "removed"}
+    elif len(wanted) == 1:  # one statement the database has seen before
         cursor = Host._meta.database.execute_sql(
             fastsql.sql("SELECT id FROM host WHERE id = ? AND state <> 'removed'", Host),
             (next(iter(wanted)),))
-        known = {h for (h,) in cursor.fetchall()}
+        present = {h for (h,) in cursor.fetchall()}
     else:
-        known = {h for (h,) in Host.select(Host.id).where(
+        present = {h for (h,) in Host.select(Host.id).where(
             Host.id.in_(wanted), Host.state != "removed").tuples()}
-    missing = wanted - known
+    missing = wanted - present
     if missing:
         raise NotFound(f"no such host: {', '.join(map(str, sorted(missing)))}")
     audit_rows = audit.action_rows(rows) if audit_enabled else []
