@@ -29,18 +29,11 @@ from manager.db.hosts import Alert
 from manager.domain import alerts
 from manager.http.iml import query as q
 from manager.pki import CertificateAuthority
+from tests.api.test_errors import session as raw
 from tests.protocol_peer import Peer, register
 
 TIMEOUT = 30  # a hang shows as a timeout, not a stuck test run
 
-
-def raw(manager, token: str | None = None) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = manager.ca_path
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    return session
 
 
 def send(session: requests.Session, manager, method: str, path: str, **kw) -> requests.Response:

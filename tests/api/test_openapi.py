@@ -26,19 +26,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from manager.db.engine import COMPLETE, Command, CommandJob, Job, Step
-from manager.db.hosts import Alert, Host, ServerProfile
 from manager.db.inventory import (
     Node,
     PowerControlDevice,
     PowerControlDeviceOutlet,
     PowerControlType,
 )
-from manager.domain import alerts
 from manager.domain.inventory.power_types import BUILTIN_TYPES
 from manager.http.app import iml_resources, make_app
 from manager.http.iml.handlers import ResourceHandler, SchemaHandler
 from manager.http.iml.openapi import ROUTE
+from tests.api.seeding import host_with_finished_work
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
@@ -118,24 +116,13 @@ def seed(manager, admin) -> dict[str, int]:
     """One object of each kind, so that half the generated requests for a detail path reach
     a real object (the others a random id: 404)."""
     def create():
-        profile = ServerProfile.get(ServerProfile.name == "compute_node")
-        host = Host.create(fqdn="fuzz.example", nodename="fuzz", server_profile=profile,
-                           state="working", roles=",compute,")
-        alerts.raise_alert("HostContactAlert", "WARNING", "lost", "host", host.id, host.fqdn)
-        command = Command.create(message="Set up host fuzz.example", complete=True)
-        job = Job.create(class_name="SetupWorkerJob", state=COMPLETE, object_type="host",
-                         object_id=host.id)
-        CommandJob.create(command=command, job=job)
-        step = Step.create(job=job, class_name="ReportInventoryStep", step_index=0,
-                           step_count=1, state="success")
+        work = host_with_finished_work("fuzz")
         ptype = PowerControlType.create(name="fuzz type", agent="fence_apc")
         device = PowerControlDevice.create(device_type=ptype, name="pdu", address="192.0.2.8",
                                            port=161)
         outlet = PowerControlDeviceOutlet.create(device=device, identifier="1")
         node = Node.create(xname="x9c0s0b1n0", xname_key="x9", role="Compute", outlet=outlet)
-        return {"host": host.id, "alert": Alert.get(Alert.alert_item_id == host.id).id,
-                "command": command.id, "job": job.id, "step": step.id, "node": node.id,
-                "power_control_type": ptype.id, "power_control_device": device.id,
+        return {**work, "node": node.id, "power_control_type": ptype.id, "power_control_device": device.id,
                 "power_control_device_outlet": outlet.id}
 
     ids = manager.db(create)

@@ -9,16 +9,14 @@ import json
 import pytest
 
 from api.client import Client, ShepherdError
-from manager.db.engine import COMPLETE, Command, CommandJob, Job, Step
-from manager.db.hosts import Alert, Host, ServerProfile
 from manager.db.inventory import (
     Node,
     PowerControlDevice,
     PowerControlDeviceOutlet,
     PowerControlType,
 )
-from manager.domain import alerts
 from manager.domain.inventory.power_types import BUILTIN_TYPES
+from tests.api.seeding import host_with_finished_work
 
 GROUPS = ("superusers", "filesystem_administrators", "filesystem_users", None)
 ADMINS = {"superusers", "filesystem_administrators"}
@@ -90,19 +88,7 @@ def world(admin, accounts_reset, make_user):
     token = admin.post("/api/registration_token/", {"profile": "compute_node"})
 
     def host_alert_and_work():
-        profile = ServerProfile.get(ServerProfile.name == "compute_node")
-        host = Host.create(fqdn="perm.example", nodename="perm", server_profile=profile,
-                           state="working", roles=",compute,")
-        alerts.raise_alert("HostContactAlert", "WARNING", "lost", "host", host.id, host.fqdn)
-        # finished work, so the engine leaves it alone
-        command = Command.create(message="Set up host perm.example", complete=True)
-        job = Job.create(class_name="SetupWorkerJob", state=COMPLETE, object_type="host",
-                         object_id=host.id)
-        CommandJob.create(command=command, job=job)
-        step = Step.create(job=job, class_name="ReportInventoryStep", step_index=0,
-                           step_count=1, state="success")
-        return {"host": host.id, "alert": Alert.get(Alert.alert_item_id == host.id).id,
-                "command": command.id, "job": job.id, "step": step.id, **inventory()}
+        return {**host_with_finished_work("perm"), **inventory()}
 
     def inventory():
         PowerControlType.delete().where(PowerControlType.name.not_in(BUILTIN_TYPES)).execute()
