@@ -193,8 +193,9 @@ def test_server_context_minimum_version(served):
     assert ctx.protocol == ssl.PROTOCOL_TLS_SERVER
 
 
-def handshake(server_ctx, client_ctx, server_hostname="localhost"):
-    """One handshake over loopback; returns the negotiated version or raises the client error."""
+def handshake(server_ctx, client_ctx, server_hostname="localhost", cipher=False):
+    """One handshake over loopback; returns the negotiated version (or cipher) or raises
+    the client error."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(5)
 
@@ -210,9 +211,9 @@ def handshake(server_ctx, client_ctx, server_hostname="localhost"):
     try:
         with socket.create_connection(listener.getsockname(), timeout=5) as raw, \
                 client_ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
-            version = tls.version()
+            negotiated = tls.cipher()[0] if cipher else tls.version()
             tls.sendall(b"x")
-            return version
+            return negotiated
     finally:
         thread.join(5)
         listener.close()
@@ -250,3 +251,25 @@ def test_tls_1_1_client_refused(served):
     with pytest.raises(ssl.SSLError) as info:
         handshake(served.server_ssl_context(), client)
     assert "PROTOCOL" in info.value.reason  # TLSV1_ALERT_PROTOCOL_VERSION from the server
+
+
+def test_tls_1_2_negotiates_a_forward_secret_aead_cipher(served):
+    client = ssl.create_default_context(cafile=served.ca_cert_path)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    name = handshake(served.server_ssl_context(), client, cipher=True)
+    assert name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name), name
+
+
+@pytest.mark.parametrize("offered", [
+    "AES128-GCM-SHA256",       # no forward secrecy (RSA key exchange)
+    "AES256-SHA",              # and CBC with SHA-1
+    "ECDHE-ECDSA-AES256-SHA",  # forward secret, but CBC with SHA-1
+    "ECDHE-RSA-AES128-SHA256",
+    "DHE-RSA-AES128-GCM-SHA256",  # finite-field DH
+])
+def test_tls_1_2_clients_offering_only_old_ciphers_are_refused(served, offered):
+    client = ssl.create_default_context(cafile=served.ca_cert_path)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers(f"{offered}:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        handshake(served.server_ssl_context(), client)
