@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from api.client import Client, ShepherdError
-from manager.db.accounts import ApiToken
+from manager.db.accounts import ApiToken, User, WebSession
 from tests.conftest import ADMIN_PASSWORD
 
 
@@ -195,3 +195,52 @@ def test_session_login_fields_must_be_strings(accounts_reset):
     r = session.post(accounts_reset.url + "/api/session/", json={"username": ["admin"], "password": 5})
     assert r.status_code == 400
     assert r.json() == {"username": "Must be a string.", "password": "Must be a string."}
+
+
+def _logged_in(manager, username: str = "admin", password: str = ADMIN_PASSWORD
+               ) -> requests.Session:
+    session = open_session(manager)
+    session.post(manager.url + "/api/session/",
+                 json={"username": username, "password": password}).raise_for_status()
+    return session
+
+
+def test_an_expired_web_session_is_anonymous(accounts_reset):
+    m = accounts_reset
+    session = _logged_in(m)
+    assert session.get(m.url + "/api/user/").status_code == 200
+    past = datetime.datetime(2000, 1, 1)
+    m.db(lambda: WebSession.update(expires_at=past).execute())
+    assert session.get(m.url + "/api/user/").status_code == 401
+    assert session.get(m.url + "/api/session/").json()["user"] is None
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_every_cookie_authenticated_write_method_needs_csrf(accounts_reset, admin, method):
+    m = accounts_reset
+    bob = admin.post("/api/user/", {"username": "bob", "password1": "bob-password",
+                                    "password2": "bob-password"})
+    token = admin.post("/api/registration_token/", {"profile": "compute_node"})
+    path, body = {"PUT": (f"/api/user/{bob['id']}/", {"first_name": "Robert"}),
+                  "PATCH": (f"/api/registration_token/{token['id']}/", {"cancelled": True}),
+                  "DELETE": (f"/api/user/{bob['id']}/", None)}[method]
+    session = _logged_in(m)
+    csrf = session.headers.pop("X-CSRFToken")
+    refused = session.request(method, m.url + path, json=body)
+    assert refused.status_code == 401 and "CSRF" in refused.json()["__all__"]
+    assert admin.get(f"/api/user/{bob['id']}/")["first_name"] == ""  # nothing changed
+    assert not admin.get(f"/api/registration_token/{token['id']}/")["cancelled"]
+    allowed = session.request(method, m.url + path, json=body, headers={"X-CSRFToken": csrf})
+    assert allowed.status_code in (200, 202, 204), allowed.text
+
+
+def test_a_password_change_ends_the_users_other_web_sessions(accounts_reset, admin):
+    m = accounts_reset
+    bob = admin.post("/api/user/", {"username": "bob", "password1": "bob-password",
+                                    "password2": "bob-password"})
+    other = _logged_in(m, "bob", "bob-password")
+    assert other.get(m.url + f"/api/user/{bob['id']}/").status_code == 200
+    admin.put(f"/api/user/{bob['id']}/", {"new_password1": "new-bob-pass",
+                                         "new_password2": "new-bob-pass"})
+    assert other.get(m.url + f"/api/user/{bob['id']}/").status_code == 401
+    assert m.db(lambda: WebSession.select().join(User).where(User.username == "bob").count()) == 0
