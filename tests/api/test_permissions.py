@@ -77,6 +77,16 @@ MATRIX = [
     ("PATCH", "/api/power_control_device_outlet/{outlet}/", {"identifier": "9"}, ADMINS),
     ("DELETE", "/api/power_control_device_outlet/{outlet}/", None, ADMINS),
     ("GET", "/metrics", None, EVERYONE),
+    # detail reads, and the writes the rows above do not reach
+    ("GET", "/api/user/{user}/", None, EVERYONE),
+    ("GET", "/api/server_profile/compute_node/", None, EVERYONE),
+    ("GET", "/api/host/{host}/", None, EVERYONE),
+    ("POST", "/api/host/", {"address": "192.0.2.1:1", "root_pw": "x"}, ADMINS),
+    ("GET", "/api/registration_token/{token}/", None, ADMINS),
+    ("GET", "/api/alert/{alert}/", None, EVERYONE),
+    ("PUT", "/api/alert/{alert}/", {"dismissed": True}, ADMINS),
+    ("GET", "/api/power_control_type/{ptype}/", None, EVERYONE),
+    ("GET", "/api/power_control_device_outlet/{outlet}/", None, EVERYONE),
 ]
 
 
