@@ -43,7 +43,7 @@ class AuditedTransaction(peewee._transaction):
     """
 
     def __init__(self, database: peewee.Database | peewee.DatabaseProxy) -> None:
-        # the bound database itself, not the models' proxy: fastsql tells them apart by type
+        # the bound database itself: the transaction calls its private commit callbacks
         super().__init__(database.obj if isinstance(database, peewee.DatabaseProxy) else database)
         self.row: dict[str, Any] | None = None
 

@@ -288,11 +288,10 @@ class _Advance:
                  ) -> Step:
         """A step that ended within this move: one INSERT of its final row (with the
         move's other writes), not an INSERT and then an UPDATE."""
-        step = Step(**fields, backtrace=backtrace, created_at=utcnow(), **_outcome_fields(outcome))
-        self.deferred += fastsql.insert_statements(Step, [{
-            **fields, "backtrace": backtrace, "created_at": step.created_at,
-            **_outcome_fields(outcome)}])
-        return step
+        row = {**fields, "backtrace": backtrace, "created_at": utcnow(),
+               **_outcome_fields(outcome)}
+        self.deferred += fastsql.insert_statements(Step, [row])
+        return Step(**row)
 
     def start_action(self, fields: dict[str, Any], spec: StepSpec) -> Next | str:
         """Insert the step with its action (one transaction: never one without the other);
