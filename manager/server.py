@@ -30,6 +30,7 @@ from manager.engine.runner import Engine
 from manager.files import ensure_private_dir, write_atomic
 from manager.http.app import make_app
 from manager.http.auth import Authenticator
+from manager.http.body_limit import BodyLimit
 from manager.http.context import AppContext
 from manager.ops.housekeeping import Housekeeping
 from manager.ops.metrics import Metrics
@@ -144,8 +145,9 @@ class Manager:
         cfg = self.config
         ssl_ctx = None if cfg.http else ca.server_ssl_context()
         self.http_server = tornado.httpserver.HTTPServer(
-            make_app(self.ctx), ssl_options=ssl_ctx, xheaders=cfg.http,
-            max_body_size=4 * cfg.max_body_bytes, idle_connection_timeout=300, body_timeout=60)
+            BodyLimit(make_app(self.ctx), cfg.max_body_bytes, self.ctx.metrics),
+            ssl_options=ssl_ctx, xheaders=cfg.http, max_body_size=cfg.max_body_bytes,
+            idle_connection_timeout=300, body_timeout=60)
         sockets = tornado.netutil.bind_sockets(cfg.port, cfg.address, family=socket.AF_INET)
         self.port = self.ctx.http_port = sockets[0].getsockname()[1]
         self.http_server.add_sockets(sockets)

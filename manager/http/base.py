@@ -55,8 +55,6 @@ class BaseHandler(tornado.web.RequestHandler):
     async def prepare(self) -> None:
         self._request_id_token = logs.request_id.set(self.request_id)
         self.set_header("X-Request-Id", self.request_id)
-        if len(self.request.body) > self.ctx.config.max_body_bytes:
-            raise errors.ApiError(413, f"Request body exceeds {self.ctx.config.max_body_bytes} bytes.")
         fmt = self.get_query_argument("format", "json")
         if fmt != "json":
             raise errors.ApiError(400, {"format": f"Unsupported format {fmt!r}; only 'json' is served."})

@@ -128,9 +128,6 @@ def test_a_refused_deep_body_is_still_audited(admin, accounts_reset):
     raise AssertionError("the refused request left no audit record")
 
 
-@pytest.mark.xfail(strict=True, reason="manager/server.py lets Tornado read bodies up to 4x "
-                   "max_body_bytes; past that Tornado answers a bare 400 and closes, before "
-                   "any handler can answer 413 in the family's shape")
 def test_a_body_far_over_the_limit_is_413_before_it_is_read(accounts_reset, admin):
     """Only the headers are sent: the answer must not wait for (or read) the body."""
     m = accounts_reset
@@ -141,6 +138,31 @@ def test_a_body_far_over_the_limit_is_413_before_it_is_read(accounts_reset, admi
                                 f"Content-Length: {length}\r\n\r\n")
     assert int(head.split()[1]) == 413, head
     assert "exceeds" in json.loads(body)["__all__"]
+    assert_still_serves(admin)
+
+
+@pytest.mark.parametrize("path, check", [
+    ("/apis/bos/v2/sessions", lambda doc: doc["status"] == 413 and "exceeds" in doc["detail"]),
+    ("/v2/p1/sessions", lambda doc: "Too Large" in doc["title"]
+     and "exceeds" in doc["description"]),
+])
+def test_an_oversized_declared_body_is_refused_in_the_family_shape(accounts_reset, admin,
+                                                                    path, check):
+    m = accounts_reset
+    head, body = raw_request(m, f"POST {path} HTTP/1.1\r\nHost: localhost\r\n"
+                                f"Content-Length: {10**15}\r\n\r\n")
+    assert int(head.split()[1]) == 413, head
+    assert check(json.loads(body)), body
+
+
+def test_a_client_sending_a_body_far_over_the_limit_gets_413(accounts_reset, admin):
+    """requests sends the body without waiting: the 413 must still reach it."""
+    m = accounts_reset
+    r = send(raw(m, admin.token), m, "POST", "/api/user/",
+             data=b" " * (4 * m.config.max_body_bytes + 1),
+             headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert "exceeds" in r.json()["__all__"]
     assert_still_serves(admin)
 
 

@@ -101,7 +101,7 @@ class Boom(BaseHandler):
 @pytest.fixture
 def boom(accounts_reset):
     """A route whose handler crashes (added once per manager; it precedes the wildcard 404)."""
-    app = accounts_reset.manager.http_server.request_callback
+    app = accounts_reset.manager.http_server.request_callback.app  # inside BodyLimit
     if not getattr(app, "_boom_added", False):
         app.add_handlers(r".*", [(r"/(?:api|apis/bos|v2)/boom", Boom,
                                   {"ctx": accounts_reset.manager.ctx})])
