@@ -190,6 +190,30 @@ def test_repeated_failures_lock_the_name_out_even_for_the_right_password(account
     Client(accounts_reset.url, verify=accounts_reset.ca_path).login("admin", ADMIN_PASSWORD)
 
 
+def test_failures_under_many_names_lock_the_address_out(accounts_reset):
+    """Guessing across names (each under the per-name limit) is stopped per address."""
+    m = accounts_reset
+    per_address = m.config.login_failures_per_address
+    assert per_address > m.config.login_failures_per_user
+    session = raw(m)
+    url = m.url + "/auth/token"
+    try:
+        for i in range(per_address):
+            r = session.post(url, data={"grant_type": "password", "username": f"user{i}",
+                                        "password": "guess"})
+            assert r.status_code == 400, (i, r.text)
+        r = session.post(url, data={"grant_type": "password", "username": "admin",
+                                    "password": ADMIN_PASSWORD})
+        assert r.status_code == 429 and r.json()["error"] == "slow_down"
+        r = open_session(m).post(m.url + "/api/session/",
+                                 json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert r.status_code == 429 and "Too many failed logins" in r.json()["__all__"]
+        assert int(r.headers["Retry-After"]) >= 1
+    finally:
+        m.manager.ctx.throttle.clear()
+    Client(m.url, verify=m.ca_path).login("admin", ADMIN_PASSWORD)
+
+
 def test_session_login_fields_must_be_strings(accounts_reset):
     session = open_session(accounts_reset)
     r = session.post(accounts_reset.url + "/api/session/", json={"username": ["admin"], "password": 5})
