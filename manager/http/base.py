@@ -23,7 +23,7 @@ from manager import logs
 from manager.domain import accounts
 from manager.domain.accounts import Principal
 from manager.domain.errors import AuthenticationFailed
-from manager.http import errors
+from manager.http import encoding, errors
 from manager.http.context import AppContext
 from manager.ops import audit
 
@@ -179,7 +179,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_json(self, doc: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(doc, separators=(",", ":")))
+        self.finish(encoding.dumps(doc))
 
     def allowed_methods(self) -> list[str]:
         """Methods this handler implements (the ``Allow`` header of a 405)."""

@@ -17,6 +17,7 @@ import peewee
 
 from manager.db.executor import DatabaseUnavailable
 from manager.domain import errors as domain
+from manager.http import encoding
 
 
 class ApiError(Exception):
@@ -107,4 +108,4 @@ def render_server_error(family: str, request_id: str, path: str,
 
 
 def _dump(doc: Any) -> bytes:
-    return json.dumps(doc).encode()
+    return encoding.dumps(doc)

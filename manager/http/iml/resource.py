@@ -114,7 +114,11 @@ def field_error(field: Field) -> str:
 
 def iso(value: datetime.datetime | None) -> str | None:
     """Render a stored naive-UTC timestamp as ISO 8601 with its timezone."""
-    return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat()
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.isoformat() + "+00:00"
+    return value.astimezone(datetime.UTC).isoformat()
 
 
 def count(query: peewee.ModelSelect) -> int:
@@ -192,7 +196,11 @@ class Resource:
             page = page.limit(lq.limit)
         if lq.offset:
             page = page.offset(lq.offset)
-        return total, self.serialize(list(page), principal)
+        return total, self.serialize(self.rows(page), principal)
+
+    def rows(self, query: peewee.ModelSelect) -> list[Any]:
+        """The rows ``serialize`` renders: model instances unless a resource reads lighter ones."""
+        return list(query)
 
     def get_object(self, principal: Principal | None, obj_id: str) -> peewee.Model:
         try:
