@@ -5,6 +5,9 @@ gateway, so each agent reaches it at its own namespace's gateway address (the na
 have no routes to one another). ``Lan.restart`` brings up a new manager on the same state
 directory, database and ports, as a restarted ``shepherd-manager serve`` would.
 
+``ManagerProcess`` runs ``shepherd-manager serve`` as a child process instead, on the same
+terms, so that a test can kill it with SIGKILL and start it again on the same state.
+
 ``AgentProcess`` drives the real CLI (``python -m agent``) inside a namespace, with its own
 state directory; ``run`` logs to a file, so tests can count how often an action started.
 Nothing here sleeps blindly: ``wait_until`` polls a condition against a deadline.
@@ -16,8 +19,10 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -27,6 +32,7 @@ from tests.manager_process import RunningManager
 from tests.netns import NetnsHost
 
 AGENT = [sys.executable, "-m", "agent"]
+MANAGER = [sys.executable, "-m", "manager"]
 CLI_TIMEOUT = 30
 T = TypeVar("T")
 
@@ -143,6 +149,75 @@ class Lan:
         return alerts
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ManagerProcess:
+    """``shepherd-manager serve`` as a child process, reachable from every test host.
+
+    ``program`` is the command before ``serve`` (a test may run a wrapper that declares
+    more job classes and then calls the manager's own ``main``)."""
+
+    def __init__(self, workdir: str, hosts: list[NetnsHost],
+                 program: list[str] | None = None) -> None:
+        self.state_dir = os.path.join(workdir, "manager-state")
+        self.hosts = hosts
+        self.program = program or MANAGER
+        self.ports = {"port": free_port(), "agent-port": free_port(),
+                      "registration-port": free_port()}
+        self.proc: subprocess.Popen | None = None
+        self.log_lines: list[str] = []
+
+    def start(self) -> ManagerProcess:
+        flags = [f"--{name}={value}" for name, value in self.ports.items()]
+        self.proc = subprocess.Popen(
+            [*self.program, "serve", "--state-dir", self.state_dir,
+             "--address", "0.0.0.0", "--public-host", self.hosts[0].gateway,
+             "--server-names", ",".join(h.gateway for h in self.hosts),
+             "--heartbeat-interval", "1", "--contact-timeout", "5", *flags],
+            stderr=subprocess.PIPE, text=True)
+        for line in self.proc.stderr:
+            self.log_lines.append(line)
+            if "REST API on" in line:
+                break
+        else:
+            raise AssertionError("the manager did not start: " + "".join(self.log_lines))
+        threading.Thread(target=lambda: self.log_lines.extend(self.proc.stderr), daemon=True).start()
+        return self
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.ports['port']}"
+
+    def url_for(self, host: NetnsHost) -> str:
+        return f"https://{host.gateway}:{self.ports['port']}"
+
+    @property
+    def fingerprint(self) -> str:
+        from api.client import ca_fingerprint
+        with open(os.path.join(self.state_dir, "tls", "ca.crt"), "rb") as f:
+            return ca_fingerprint(f.read())
+
+    def admin(self) -> Client:
+        with open(os.path.join(self.state_dir, "initial-admin-password")) as f:
+            password = f.read().strip()
+        client = Client(self.url, verify=os.path.join(self.state_dir, "tls", "ca.crt"), retries=1)
+        client.login("admin", password)
+        return client
+
+
 class AgentProcess:
     """One agent: the CLI run inside ``host`` against ``state_dir``; ``run`` logs to a file."""
 
@@ -159,7 +234,8 @@ class AgentProcess:
         return self.host.run(*AGENT, *args, "--state-dir", self.state_dir, timeout=CLI_TIMEOUT,
                              env={**os.environ, **(env or {})})
 
-    def register(self, lan: Lan, token: dict[str, Any] | str, *extra: str) -> \
+    def register(self, lan: Lan | ManagerProcess, token: dict[str, Any] | str,
+                 *extra: str) -> \
             subprocess.CompletedProcess:
         """Register with ``token`` (the API's document or a bare secret) at our gateway."""
         secret = token if isinstance(token, str) else token["secret"]

@@ -2,20 +2,15 @@
 a running step, and ``kill -9`` of a manager process mid-command.
 
 The first three run the manager in this process (``Lan``); the last runs
-``shepherd-manager serve`` as a child process so it can be killed without a chance to
-clean up, then started again on the same state directory, database and ports.
+``shepherd-manager serve`` as a child process (``ManagerProcess``) so it can be killed
+without a chance to clean up, then started again on the same state directory, database and
+ports.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import threading
 
 import pytest
 
@@ -24,8 +19,7 @@ from manager.db.engine import Job, Step
 from manager.domain import host_lifecycle
 from manager.engine import registry
 from manager.engine.registry import JobClass, StepSpec
-from tests.agents_fixture import AgentProcess, wait_until
-from tests.netns import NetnsHost
+from tests.agents_fixture import AgentProcess, ManagerProcess, wait_until
 
 CONNECT_TIMEOUT = 20
 
@@ -134,70 +128,6 @@ def test_cancelling_a_running_job_stops_its_action_on_the_agent(lan, agent, slee
 
 
 # --- kill -9 -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ManagerProcess:
-    """``shepherd-manager serve`` as a child process, reachable from every test host."""
-
-    def __init__(self, workdir: str, hosts: list[NetnsHost]) -> None:
-        self.state_dir = os.path.join(workdir, "manager-state")
-        self.hosts = hosts
-        self.ports = {"port": free_port(), "agent-port": free_port(),
-                      "registration-port": free_port()}
-        self.proc: subprocess.Popen | None = None
-        self.log_lines: list[str] = []
-
-    def start(self) -> ManagerProcess:
-        flags = [f"--{name}={value}" for name, value in self.ports.items()]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "manager", "serve", "--state-dir", self.state_dir,
-             "--address", "0.0.0.0", "--public-host", self.hosts[0].gateway,
-             "--server-names", ",".join(h.gateway for h in self.hosts),
-             "--heartbeat-interval", "1", "--contact-timeout", "5", *flags],
-            stderr=subprocess.PIPE, text=True)
-        for line in self.proc.stderr:
-            self.log_lines.append(line)
-            if "REST API on" in line:
-                break
-        else:
-            raise AssertionError("the manager did not start: " + "".join(self.log_lines))
-        threading.Thread(target=lambda: self.log_lines.extend(self.proc.stderr), daemon=True).start()
-        return self
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.ports['port']}"
-
-    def url_for(self, host: NetnsHost) -> str:
-        return f"https://{host.gateway}:{self.ports['port']}"
-
-    @property
-    def fingerprint(self) -> str:
-        from api.client import ca_fingerprint
-        with open(os.path.join(self.state_dir, "tls", "ca.crt"), "rb") as f:
-            return ca_fingerprint(f.read())
-
-    def admin(self) -> Client:
-        with open(os.path.join(self.state_dir, "initial-admin-password")) as f:
-            password = f.read().strip()
-        client = Client(self.url, verify=os.path.join(self.state_dir, "tls", "ca.crt"), retries=1)
-        client.login("admin", password)
-        return client
-
 
 def test_kill_9_mid_command_resumes_and_runs_each_step_once(tmp_path, hosts):
     manager = ManagerProcess(str(tmp_path), hosts).start()
