@@ -1,7 +1,8 @@
 """The database binding: one proxy every model uses, bound at start from a URL.
 
 SQLite (embedded default) runs in WAL mode with ``synchronous=FULL`` so a committed write
-survives power loss. Connections are per thread and kept open: the DB executor's threads
+survives power loss; PostgreSQL sessions run with ``synchronous_commit=on`` whatever the
+server's default, so a COMMIT returns (and the API answers) only once its WAL is flushed. Connections are per thread and kept open: the DB executor's threads
 each hold one, which is the pool (peewee's own pool pings the server on every checkout).
 """
 
@@ -57,6 +58,8 @@ def open_database(url: str) -> peewee.Database:
     if parsed.scheme in ("postgresql", "postgres"):
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         options.setdefault("connect_timeout", "3")
+        # after any options of the URL's own: the last -c of a setting wins
+        options["options"] = f"{options.get('options', '')} -c synchronous_commit=on".strip()
         return peewee.PostgresqlDatabase(
             unquote(parsed.path.lstrip("/")) or "postgres",
             user=unquote(parsed.username) if parsed.username else None,
