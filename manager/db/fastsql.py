@@ -10,11 +10,18 @@ interpreter lock to the event loop and waits to get it back. ``execute_together`
 several writes in one round trip there (psycopg2 binds parameters on the client, so a
 string of statements goes as one query); on SQLite, which has no round trips, it runs them
 one by one.
+
+The statements of every step are also *prepared* on PostgreSQL (``prepared``): parsed and
+planned once per connection, then only executed. Planning the step's job query took 0.23 ms
+of the server's time per run on this 2-core machine, three times what running it took.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,10 +47,12 @@ def insert(model: type[peewee.Model], rows: Sequence[dict[str, Any]]) -> None:
     execute_together(model._meta.database, insert_statements(model, rows))
 
 
-def insert_statements(model: type[peewee.Model], rows: Sequence[dict[str, Any]]
-                      ) -> list[Statement]:
+def insert_statements(model: type[peewee.Model], rows: Sequence[dict[str, Any]],
+                      prepare: bool = False) -> list[Statement]:
     """Multi-row INSERTs of rows that all have the same keys (field names), with the
-    model's defaults filled in as ``Model.insert`` fills them."""
+    model's defaults filled in as ``Model.insert`` fills them. ``prepare``: a one-row
+    INSERT runs as a prepared statement (for the engine's per-step rows; a fan-out's
+    many-row INSERTs vary in size and are not worth a plan each)."""
     if not rows:
         return []
     database = model._meta.database
@@ -62,8 +71,9 @@ def insert_statements(model: type[peewee.Model], rows: Sequence[dict[str, Any]]
             values = [row[n] for n in given]
             values += [d() if callable(d) else d for d in defaults.values()]
             params += [convert(v) for v, convert in zip(values, converters, strict=True)]
-        statements.append((_insert_sql(model._meta.table_name, columns, database.param,
-                                       len(chunk)), params))
+        text = _insert_sql(model._meta.table_name, columns, database.param, len(chunk))
+        statements.append((prepared(database, text) if prepare and len(chunk) == 1 else text,
+                           params))
     return statements
 
 
@@ -83,3 +93,32 @@ def execute_together(database: peewee.Database, statements: Sequence[Statement])
 def sql(text: str, model: type[peewee.Model]) -> str:
     """``text`` written with ``?`` placeholders, in the database's own parameter style."""
     return text.replace("?", model._meta.database.param)
+
+
+_prepared_on: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_prepared_lock = threading.Lock()
+
+
+def prepared(database: peewee.Database, text: str) -> str:
+    """``text`` (in psycopg2's ``%s`` style) as the ``EXECUTE`` of a statement prepared on
+    this thread's connection, preparing it there first if need be; ``text`` itself on
+    SQLite, whose driver keeps compiled statements already.
+
+    A prepared statement lives as long as its connection and survives a rolled-back
+    transaction, so each connection prepares each statement once; a new connection (after
+    the database was away) starts afresh."""
+    if not is_postgres(database):
+        return text
+    connection = database.connection()
+    count = text.count("%s")
+    name = "shp_" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    with _prepared_lock:
+        known = _prepared_on.setdefault(connection, set())
+        ready = name in known
+    if not ready:
+        pieces = text.split("%s")
+        numbered = "".join(f"{piece}${n}" for n, piece in enumerate(pieces[:-1], 1))
+        connection.cursor().execute(f"PREPARE {name} AS {numbered}{pieces[-1]}")
+        with _prepared_lock:
+            known.add(name)
+    return f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"

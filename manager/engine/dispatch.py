@@ -310,8 +310,8 @@ def action_statements(rows: list[dict[str, Any]], audit_enabled: bool,
     if missing:
         raise NotFound(f"no such host: {', '.join(map(str, sorted(missing)))}")
     audit_rows = audit.action_rows(rows) if audit_enabled else []
-    return [*fastsql.insert_statements(Action, rows),
-            *fastsql.insert_statements(AuditRecord, audit_rows)]
+    return [*fastsql.insert_statements(Action, rows, prepare=True),
+            *fastsql.insert_statements(AuditRecord, audit_rows, prepare=True)]
 
 
 def _pending(host_id: int) -> list[ActionSpec]:

@@ -168,7 +168,8 @@ def _job_and_last_step(job_id: int) -> tuple[Job | None, Step | None, str | None
     """The job, its latest step and, for a host's job, the host's state: one query (each
     round trip saved is one less wait per step)."""
     database = Job._meta.database
-    row = database.execute_sql(_job_and_step_sql(database.param), (job_id,)).fetchone()
+    text = fastsql.prepared(database, _job_and_step_sql(database.param))
+    row = database.execute_sql(text, (job_id,)).fetchone()
     if row is None:
         return None, None, None
     job_fields, step_fields = Job._meta.sorted_fields, Step._meta.sorted_fields
@@ -290,7 +291,7 @@ class _Advance:
         move's other writes), not an INSERT and then an UPDATE."""
         row = {**fields, "backtrace": backtrace, "created_at": utcnow(),
                **_outcome_fields(outcome)}
-        self.deferred += fastsql.insert_statements(Step, [row])
+        self.deferred += fastsql.insert_statements(Step, [row], prepare=True)
         return Step(**row)
 
     def start_action(self, fields: dict[str, Any], spec: StepSpec) -> Next | str:
@@ -313,7 +314,7 @@ class _Advance:
         now = utcnow()
         step = fastsql.insert_statements(Step, [{**fields, "action_id": rows[0]["id"],
                                                  "host_id": host_id, "created_at": now,
-                                                 "modified_at": now}])
+                                                 "modified_at": now}], prepare=True)
         self.deferred += [*actions, *step]
         return Next(self.job.id, action_id=rows[0]["id"], new_rows=rows)
 
@@ -329,9 +330,9 @@ class _Advance:
         """The outcome of a step whose row exists (an action step that was running)."""
         for name, value in _outcome_fields(outcome).items():
             setattr(step, name, value)
-        self.deferred.append((fastsql.sql(
+        self.deferred.append((fastsql.prepared(self.database, fastsql.sql(
             "UPDATE step SET state = ?, result = ?, log = ?, console = ?, backtrace = ?, "
-            "modified_at = ? WHERE id = ?", Step),
+            "modified_at = ? WHERE id = ?", Step)),
             [step.state, step.result, step.log, step.console, step.backtrace,
              Step.modified_at.db_value(step.modified_at), step.id]))
 
