@@ -216,15 +216,18 @@ def status(state_dir: str) -> None:
     click.echo(f"registered: host {record.host_id} ({record.fqdn}), roles "
                f"{','.join(record.roles)}")
     click.echo(f"manager: {record.manager_url} (agent service {record.agent_address})")
-    connected, line = _run_status(state.read_status())
+    connected, line = _run_status(state.read_status(), state.run_lock_held())
     click.echo(f"run: {line}")
     sys.exit(0 if connected else EXIT_NOT_CONNECTED)
 
 
-def _run_status(status: dict[str, Any] | None) -> tuple[bool, str]:
-    """(connected, description) from status.json, checking that its writer is alive."""
+def _run_status(status: dict[str, Any] | None, running: bool) -> tuple[bool, str]:
+    """(connected, description) from status.json, checking that its writer is alive;
+    ``running``: a ``run`` holds the state dir's lock."""
     if not status:
-        return False, "never started"
+        if running:  # its last status write failed (a full disk) and removed the file
+            return False, "running, connection unknown (status.json could not be written)"
+        return False, "not running (no status recorded)"
     pid = status.get("pid")
     if not isinstance(pid, int) or not _alive(pid):
         return False, f"not running (last pid {pid})"

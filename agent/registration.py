@@ -60,7 +60,7 @@ def register(manager_url: str, token: str, ca_sha256: str, roles: Sequence[str],
     try:
         state.prepare()
     except StateError as exc:
-        raise RegistrationError(str(exc)) from exc
+        raise RegistrationError(f"{exc} (the token was not used)") from exc
     session = requests.Session()
     session.trust_env = False  # no proxies or CA bundles from the environment
     ca_pem = fetch_pinned_ca(session, base, ca_sha256, timeout)

@@ -159,7 +159,7 @@ class ActionRunner:
         try:
             await self._outbox_io(self._outbox.put, result)
         except StateError as exc:
-            log.error("%s: result of %s not saved, sending it anyway: %s",
+            log.error("%s: result of %s held in memory only, not on disk: %s",
                       self._label, result.action_id, exc)
         outcome = "succeeded" if result.success else f"failed: {result.error}"
         log.info("%s: action %s %s", self._label, result.action_id, outcome)

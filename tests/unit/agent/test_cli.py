@@ -40,7 +40,7 @@ def test_status_of_an_unregistered_machine(tmp_path):
 
 
 @pytest.mark.parametrize(("status", "code", "text"), [
-    (None, 3, "run: never started"),
+    (None, 3, "run: not running (no status recorded)"),
     ({"connected": True, "since": "t0", "pid": os.getpid()}, 0, "run: connected since t0"),
     ({"connected": False, "since": "t0", "last_error": "UNAVAILABLE: x", "pid": os.getpid()},
      3, "disconnected since t0"),
