@@ -68,7 +68,7 @@ class JobLock(BaseModel):
 
 
 class Step(BaseModel):
-    job = peewee.ForeignKeyField(Job, on_delete="CASCADE", index=True)
+    job = peewee.ForeignKeyField(Job, on_delete="CASCADE", index=False)  # (job, id) below
     class_name = peewee.CharField(max_length=64)
     description = peewee.TextField(default="")
     args = peewee.TextField(default="{}")  # secrets removed
@@ -84,3 +84,6 @@ class Step(BaseModel):
     host_id = peewee.IntegerField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     modified_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("job", "id"), False),)
