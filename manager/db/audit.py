@@ -51,7 +51,7 @@ class AuditedTransaction(peewee._transaction):
         if begin or self.row is None:
             super().commit(begin)
             return
-        statements = fastsql.insert_statements(AuditRecord, [self.row])
+        statements = fastsql.insert_statements(AuditRecord, [self.row], prepare=True)
         fastsql.execute_together(self.db, [*statements, ("COMMIT", [])])
         self.row = None
         self.db._run_commit_callbacks()

@@ -42,9 +42,10 @@ def _insert_sql(table: str, columns: tuple[str, ...], param: str, count: int) ->
     return f'INSERT INTO "{table}" ({names}) VALUES {", ".join([row] * count)}'
 
 
-def insert(model: type[peewee.Model], rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows that all have the same keys (field names)."""
-    execute_together(model._meta.database, insert_statements(model, rows))
+def insert(model: type[peewee.Model], rows: Sequence[dict[str, Any]], prepare: bool = False
+           ) -> None:
+    """Insert rows that all have the same keys (field names); ``prepare`` as below."""
+    execute_together(model._meta.database, insert_statements(model, rows, prepare))
 
 
 def insert_statements(model: type[peewee.Model], rows: Sequence[dict[str, Any]],

@@ -15,6 +15,7 @@ from typing import Any
 
 import peewee
 
+from manager.db import fastsql
 from manager.db.base import is_postgres, utcnow
 from manager.db.engine import (
     COMPLETE,
@@ -353,54 +354,69 @@ def _commands_of(job_ids: set[int]) -> list[dict[str, Any]]:
 def complete_job(registry: Registry, job: Job, errored: bool = False, cancelled: bool = False,
                  log: str = "") -> list[tuple[str, int, str]]:
     """Finish a job (its state change applied on success), release its locks and complete
-    the commands it ends. Returns the (type, id, new state) changes made."""
-    now = utcnow()
-    changes = []
-    updates: dict[Any, Any] = {Job.state: COMPLETE, Job.errored: errored, Job.cancelled: cancelled,
-                               Job.modified_at: now, Job.claimed_by: None, Job.lease_until: None}
+    the commands it ends. Returns the (type, id, new state) changes made.
+
+    Runs once per finished job, so its statements are hand-written and prepared (peewee
+    took longer to build them than the database took to run them)."""
+    database = Job._meta.database
+    params = [COMPLETE, errored, cancelled, Job.modified_at.db_value(utcnow())]
     if log:
-        updates[Job.log] = (job.log + "\n" + log).strip()
-    done = Job.update(updates).where(Job.id == job.id, Job.state != COMPLETE).execute()
+        params.append((job.log + "\n" + log).strip())
+    done = database.execute_sql(fastsql.prepared(database, fastsql.sql(
+        "UPDATE job SET state = ?, errored = ?, cancelled = ?, modified_at = ?, "
+        f"{'log = ?, ' if log else ''}claimed_by = NULL, lease_until = NULL "
+        "WHERE id = ? AND state <> ?", Job)), [*params, job.id, COMPLETE]).rowcount
     if not done:
         return []
-    JobLock.update(released=True).where(JobLock.job == job.id).execute()
+    database.execute_sql(fastsql.prepared(database, fastsql.sql(
+        "UPDATE job_lock SET released = ? WHERE job_id = ?", JobLock)), [True, job.id])
+    changes = []
     if not errored and not cancelled:
         job_class = registry.jobs.get(job.class_name)
         new_state = job.to_state or (job_class.sets_state if job_class else None)
         if new_state:
             registry.stateful(job.object_type).set_state(job.object_id, new_state)
             changes.append((job.object_type, job.object_id, new_state))
-    _complete_commands([job.id])
+    _complete_commands(job.id)
     return changes
 
 
-def _complete_commands(job_ids: list[int]) -> None:
-    """Complete the commands of ``job_ids`` that have no unfinished job left: one query
-    when none has (the usual case, once per finished job). Unfinished jobs are found
-    through the (state, id) index, so the cost does not grow with a command's size."""
-    mine, members = CommandJob.alias("mine"), CommandJob.alias("members")
-    unfinished = (Job.select(Job.id).join(members, on=(members.job == Job.id))
-                  .where(Job.state.in_((PENDING, TASKED)), members.command == Command.id))
-    finished = (Command.select().join(mine, on=(mine.command == Command.id))
-                .where(mine.job.in_(job_ids), Command.complete == False,
-                       ~peewee.fn.EXISTS(unfinished)).distinct())
-    for command in finished:
-        members = Job.select(Job.id).join(CommandJob).where(CommandJob.command == command.id)
+#: the commands of a job that are not complete but have no unfinished job left
+_FINISHED_COMMANDS = (
+    "SELECT c.id, c.message, c.cancelled FROM command c "
+    "JOIN command_job mine ON mine.command_id = c.id "
+    "WHERE mine.job_id = ? AND c.complete = ? AND NOT EXISTS ("
+    "SELECT 1 FROM job j JOIN command_job members ON members.job_id = j.id "
+    "WHERE j.state IN (?, ?) AND members.command_id = c.id) ORDER BY c.id")
+
+
+def _complete_commands(job_id: int) -> None:
+    """Complete the commands of a finished job that have no unfinished job left: one query
+    when none has (the usual case). Unfinished jobs are found through the (state, id)
+    index, so the cost does not grow with a command's size."""
+    database = Command._meta.database
+    # not prepared: a generic plan made while the tables were small hashed every command
+    # (checked as tests/unit/engine/test_latest_step_query.py checks the others); planned
+    # anew, it follows their size
+    finished = database.execute_sql(fastsql.sql(_FINISHED_COMMANDS, Command),
+                                    [job_id, False, PENDING, TASKED]).fetchall()
+    for command_id, message, command_cancelled in finished:
+        members = Job.select(Job.id).join(CommandJob).where(CommandJob.command == command_id)
         errored = members.where(Job.errored == True).exists()
-        cancelled = command.cancelled or members.where(Job.cancelled == True).exists()
+        cancelled = bool(command_cancelled) or members.where(Job.cancelled == True).exists()
         Command.update(complete=True, errored=errored, cancelled=cancelled).where(
-            Command.id == command.id).execute()
-        alerts.end_alert("CommandRunningAlert", "command", command.id)
+            Command.id == command_id).execute()
+        alerts.end_alert("CommandRunningAlert", "command", command_id)
         if errored:
             kind, severity, word = "CommandErroredAlert", alerts.ERROR, "failed"
         elif cancelled:
             kind, severity, word = "CommandCancelledAlert", alerts.ERROR, "cancelled"
         else:
             kind, severity, word = "CommandSuccessfulAlert", alerts.INFO, "succeeded"
-        alerts.raise_alert(kind, severity, f"Command {word}: {command.message}", "command",
-                           command.id, command.message[:255])
+        alerts.raise_alert(kind, severity, f"Command {word}: {message}", "command",
+                           command_id, message[:255])
         if severity == alerts.INFO:  # a success is news, not a condition: it ends at once
-            alerts.end_alert(kind, "command", command.id)
+            alerts.end_alert(kind, "command", command_id)
 
 
 def preempt(registry: Registry, requests: list[Requested]) -> list[str]:

@@ -54,7 +54,7 @@ def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
            status: int | None, outcome: str = "", command_id: int | None = None) -> None:
     """Insert one audit row on its own (a refused request, which changed nothing)."""
     fastsql.insert(AuditRecord, [row_values(actor, kind, object_type, object_id, summary(body),
-                                            status, outcome, command_id)])
+                                            status, outcome, command_id)], prepare=True)
 
 
 def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
@@ -70,7 +70,7 @@ def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body:
         with database.atomic():
             result = fn(*args)
             fastsql.insert(AuditRecord, [_outcome_row(actor, kind, object_type, object_id,
-                                                      text, result)])
+                                                      text, result)], prepare=True)
         return result
     with AuditedTransaction(database) as transaction:
         result = fn(*args)

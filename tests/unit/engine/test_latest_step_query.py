@@ -1,4 +1,4 @@
-"""The engine's prepared per-step statements keep index plans as a new PostgreSQL
+"""The engine's prepared statements (each step's, each finished job's) keep index plans as a new PostgreSQL
 database grows: a statement prepared while its tables are tiny (and unanalysed) gets a
 generic plan that PostgreSQL reuses until statistics change, so a plan that scans a
 table would scan it for every step, ever longer."""
@@ -11,7 +11,7 @@ import pytest
 
 from manager.db import base as dbbase
 from manager.db import fastsql
-from manager.db.engine import Job, Step
+from manager.db.engine import Command, CommandJob, Job, JobLock, Step
 from manager.db.migrations import migrate
 from manager.engine import progress
 
@@ -40,24 +40,47 @@ def _jobs_with_steps(jobs: int, steps: int) -> list[Job]:
     return made
 
 
+def _commands_of(jobs: list[Job]) -> None:
+    """Commands of 10 jobs each, with locks (the tables a job's completion reads)."""
+    for start in range(0, len(jobs), 10):
+        command = Command.create(message="c")
+        CommandJob.insert_many([{"command": command.id, "job": j.id}
+                                for j in jobs[start:start + 10]]).execute()
+    JobLock.insert_many([{"job": j.id, "object_type": "host", "object_id": 1, "write": True}
+                         for j in jobs]).execute()
+
+
 def _plan(database, text: str, params: tuple) -> str:
     return "\n".join(r for (r,) in database.execute_sql(f"EXPLAIN {text}", params))
 
 
-@pytest.mark.parametrize("sql", ["job and latest step", "step update"])
-def test_statements_prepared_on_tiny_tables_still_probe_indexes_once_grown(fresh_pg, sql):
+JOB_COMPLETION = ("UPDATE job SET state = %s, errored = %s, cancelled = %s, modified_at = %s, "
+                  "claimed_by = NULL, lease_until = NULL WHERE id = %s AND state <> %s")
+#: name: (SQL, its parameters for a job id, the index its plan must use)
+STATEMENTS = {
+    "job and latest step": (progress._job_and_step_sql("%s", True), lambda j: (j,),
+                            "step_job_id_id"),
+    "step update": (UPDATE_STEP, lambda j: ("success", None, "", "", "", NOW, j), "step_pkey"),
+    "job completion": (JOB_COMPLETION, lambda j: ("complete", False, False, NOW, j, "complete"),
+                       "job_pkey"),
+    "lock release": ("UPDATE job_lock SET released = %s WHERE job_id = %s",
+                     lambda j: (True, j), "job_lock_job_id"),
+}
+
+
+@pytest.mark.parametrize("name", list(STATEMENTS))
+def test_statements_prepared_on_tiny_tables_still_probe_indexes_once_grown(fresh_pg, name):
+    text, params, index = STATEMENTS[name]
     small = _jobs_with_steps(3, 1)
-    text, first = {"job and latest step": (progress._job_and_step_sql("%s", True),
-                                           (small[0].id,)),
-                   "step update": (UPDATE_STEP, ("success", None, "", "", "", NOW, 1))}[sql]
+    _commands_of(small)
     statement = fastsql.prepared(fresh_pg, text)
     for _ in range(8):  # past the five custom plans: PostgreSQL now caches a generic one
-        fresh_pg.execute_sql(statement, first)
+        fresh_pg.execute_sql(statement, params(small[0].id))
     grown = _jobs_with_steps(200, 25)
-    params = (grown[7].id,) if sql == "job and latest step" else (*first[:-1], 4000)
-    plan = _plan(fresh_pg, statement, params)
-    assert "Seq Scan on step" not in plan, plan
-    assert ("step_job_id_id" if sql == "job and latest step" else "step_pkey") in plan, plan
+    _commands_of(grown)
+    plan = _plan(fresh_pg, statement, params(grown[7].id))
+    assert "Seq Scan" not in plan, plan
+    assert index in plan, plan
 
 
 def test_the_job_and_its_latest_step_are_read_in_one_query(fresh_pg):

@@ -76,7 +76,8 @@ def test_a_write_and_its_row_commit_together(database: peewee.Database) -> None:
 def test_the_row_travels_with_the_commit(database: peewee.Database) -> None:
     sent = Statements(database).sent
     audit.run_audited(ACTOR, "request", "user", None, {}, create_user, "ed")
-    expected_end = ["INSERT; COMMIT"] if dbbase.is_postgres(database) else ["INSERT", "COMMIT"]
+    # (on PostgreSQL the INSERT is a prepared statement's EXECUTE)
+    expected_end = ["EXECUTE; COMMIT"] if dbbase.is_postgres(database) else ["INSERT", "COMMIT"]
     assert sent[0].startswith("BEGIN") and sent[-len(expected_end):] == expected_end
     assert not database.in_transaction()
 
