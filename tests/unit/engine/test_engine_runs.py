@@ -529,3 +529,19 @@ async def test_two_managers_on_one_database_never_run_a_job_twice(db):
             await other.stop()
         assert sorted(name for _, name in h.agents.executed) == ["test.flaky"] * 40
         assert db.call(lambda: Step.select().count()) == 40  # no step started twice
+
+
+@pytest.mark.parametrize("page", [3, commands.SHORT_PAGE + 1])
+def test_locks_of_a_page_are_only_its_objects_unreleased_locks(db, page):
+    def run() -> dict:
+        job = Job.create(class_name="J", description="j", args="{}", object_type="widget",
+                         object_id=1)
+        JobLock.insert_many([
+            {"job": job.id, "object_type": "widget", "object_id": 1, "write": True},
+            {"job": job.id, "object_type": "widget", "object_id": 2, "write": False},
+            {"job": job.id, "object_type": "widget", "object_id": 5000, "write": True},
+            {"job": job.id, "object_type": "gadget", "object_id": 1, "write": True},
+            {"job": job.id, "object_type": "widget", "object_id": 3, "write": True,
+             "released": True}]).execute()
+        return commands.locks_of("widget", list(range(1, page + 1)))
+    assert db.call(run) == {1: {"read": [], "write": [1]}, 2: {"read": [1], "write": []}}
