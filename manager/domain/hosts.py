@@ -40,8 +40,19 @@ class RegistrationRefused(PermissionDenied):
     """The token cannot be used; the message says why (unknown, expired, cancelled, spent)."""
 
 
+#: bytes from this value up would favour the first letters of the alphabet: drawn again
+_UNBIASED = 256 - 256 % len(SECRET_ALPHABET)
+
+
 def new_secret() -> str:
-    return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+    """``SECRET_LENGTH`` characters of ``SECRET_ALPHABET``, uniformly, from one read of the
+    system's random source (``secrets.choice`` per character made 16 reads, each a system
+    call that hands the interpreter lock away: under load, most of a token POST's time)."""
+    chars: list[str] = []
+    while len(chars) < SECRET_LENGTH:
+        chars += [SECRET_ALPHABET[b % len(SECRET_ALPHABET)]
+                  for b in secrets.token_bytes(2 * SECRET_LENGTH) if b < _UNBIASED]
+    return "".join(chars[:SECRET_LENGTH])
 
 
 def profile_roles(profile: ServerProfile) -> list[str]:
