@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
 
+from manager.db.postgres import PostgresDatabase
+
 database_proxy = peewee.DatabaseProxy()
 
 # Peewee logs every statement with its parameters at DEBUG, and parameters carry secrets
@@ -60,7 +62,7 @@ def open_database(url: str) -> peewee.Database:
         options.setdefault("connect_timeout", "3")
         # after any options of the URL's own: the last -c of a setting wins
         options["options"] = f"{options.get('options', '')} -c synchronous_commit=on".strip()
-        return peewee.PostgresqlDatabase(
+        return PostgresDatabase(
             unquote(parsed.path.lstrip("/")) or "postgres",
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,

@@ -76,9 +76,12 @@ def test_a_write_and_its_row_commit_together(database: peewee.Database) -> None:
 def test_the_row_travels_with_the_commit(database: peewee.Database) -> None:
     sent = Statements(database).sent
     audit.run_audited(ACTOR, "request", "user", None, {}, create_user, "ed")
-    # (on PostgreSQL the INSERT is a prepared statement's EXECUTE)
-    expected_end = ["EXECUTE; COMMIT"] if dbbase.is_postgres(database) else ["INSERT", "COMMIT"]
-    assert sent[0].startswith("BEGIN") and sent[-len(expected_end):] == expected_end
+    if dbbase.is_postgres(database):
+        # two round trips: BEGIN goes with the first statement (manager/db/postgres.py), and
+        # the audit row (a prepared statement's EXECUTE) with the COMMIT
+        assert sent == ["INSERT", "EXECUTE; COMMIT"]
+    else:
+        assert sent[0].startswith("BEGIN") and sent[-2:] == ["INSERT", "COMMIT"]
     assert not database.in_transaction()
 
 
