@@ -180,6 +180,9 @@ def test_registered_agent_on_a_disk_that_fills_up_keeps_working(lan, disk, agent
     check_identity(after, agent.fqdn)
 
 
+SLEEP = 8  # seconds: long enough to outlast the manager's stop and the disk's refill
+
+
 def test_result_finished_while_disconnected_is_sent_after_reconnecting_not_run_again(
         lan, disk, agent):
     """The outbox exists for this: an action that ends while the stream is down. With no room
@@ -190,13 +193,18 @@ def test_result_finished_while_disconnected_is_sent_after_reconnecting_not_run_a
     wait_until(lambda: (lan.host(agent.host_id) or {}).get("connected"), CONNECT_TIMEOUT,
                "the agent to connect")
     disk.fill()
-    action_id = lan.submit(agent.host_id, "agent.sleep", {"seconds": 3}, timeout=60)
+    action_id = lan.submit(agent.host_id, "agent.sleep", {"seconds": SLEEP}, timeout=60)
     wait_until(lambda: agent.starts(action_id), 10, "the sleep to start")
     ctx = lan.manager.manager.ctx
     ports = {"port": lan.manager.manager.port, "agent_port": ctx.agent_port,
              "registration_port": ctx.registration_port}
     lan.stop()
-    wait_until(lambda: f"action {action_id} succeeded" in agent.log(), 10,
+    # the agent's "disconnected" status cannot be written, so it removes the stale one,
+    # which frees a block: fill it again before the sleep ends
+    wait_until(lambda: not os.path.exists(os.path.join(agent.state_dir, "status.json")), 10,
+               "the stale status to go")
+    disk.fill()
+    wait_until(lambda: f"action {action_id} succeeded" in agent.log(), 2 * SLEEP,
                "the sleep to end while the manager is down")
     log = agent.log()
     assert log.index(": lost ") < log.index(f"action {action_id} succeeded"), log
@@ -204,6 +212,6 @@ def test_result_finished_while_disconnected_is_sent_after_reconnecting_not_run_a
     lan.start(**ports)
 
     outcome = lan.wait(action_id, 40)
-    assert outcome.ok and outcome.result == {"slept": 3}, outcome.error
+    assert outcome.ok and outcome.result == {"slept": SLEEP}, outcome.error
     assert agent.starts(action_id) == 1, agent.log()
     assert not [f for f in leftovers(agent) if f.startswith("outbox/") or ".tmp-" in f]
