@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from api.client import Client
 from manager.db.accounts import ApiToken, Group, User, UserGroup, WebSession
 from manager.db.audit import AuditRecord
+from manager.db.base import open_database
 from manager.db.engine import Command, CommandJob, Job, JobLock, JobWait, Step
 from manager.db.hosts import Action, Alert, Host, RegistrationToken
 from manager.db.inventory import (
@@ -41,6 +43,17 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayPos
     server.start()
     yield server
     server.destroy()
+
+
+@pytest.fixture
+def pg_items(pg_server: ThrowawayPostgres) -> Iterator[Any]:
+    """A new PostgreSQL database, connected, with one table: ``item (id, name)``."""
+    pg_server.drop_database("items")
+    database = open_database(pg_server.create_database("items"))
+    database.connect()
+    database.execute_sql("CREATE TABLE item (id integer PRIMARY KEY, name text)")
+    yield database
+    database.close()
 
 
 @pytest.fixture(scope="session")

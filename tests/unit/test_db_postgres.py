@@ -6,20 +6,13 @@ import peewee
 import psycopg2.extensions
 import pytest
 
-from manager.db.base import open_database
-
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = psycopg2.extensions.TRANSACTION_STATUS_INTRANS
 
 
 @pytest.fixture
-def pg(pg_server):
-    pg_server.drop_database("deferred_begin")
-    database = open_database(pg_server.create_database("deferred_begin"))
-    database.connect()
-    database.execute_sql("CREATE TABLE item (id integer PRIMARY KEY)")
-    yield database
-    database.close()
+def pg(pg_items):
+    return pg_items
 
 
 def _status(database: peewee.Database) -> int:

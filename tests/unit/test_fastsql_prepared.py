@@ -10,13 +10,8 @@ from manager.db.base import open_database
 
 
 @pytest.fixture
-def pg(pg_server):
-    pg_server.drop_database("fastsql_prepared")
-    database = open_database(pg_server.create_database("fastsql_prepared"))
-    database.connect()
-    database.execute_sql("CREATE TABLE item (id integer PRIMARY KEY, name text)")
-    yield database
-    database.close()
+def pg(pg_items):
+    return pg_items
 
 
 def _prepared_names(database: peewee.Database) -> list[str]:
