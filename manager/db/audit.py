@@ -7,7 +7,7 @@ from typing import Any
 import peewee
 
 from manager.db import fastsql
-from manager.db.base import BaseModel, utcnow
+from manager.db.base import BaseModel, is_postgres, utcnow
 
 
 class AuditRecord(BaseModel):
@@ -35,10 +35,13 @@ class AuditRecord(BaseModel):
 class AuditedTransaction(peewee._transaction):
     """A top-level transaction that inserts its audit row as it commits.
 
-    On PostgreSQL each statement is a round trip, and each round trip hands the interpreter
-    lock to the event loop and waits to get it back: the row goes in the same round trip as
-    the COMMIT (without peewee's ``RETURNING id``, which nobody reads). Set ``row`` before
-    the block ends; a block that raises rolls back and inserts nothing. Only the outermost
+    Each statement hands the interpreter lock away while it runs, and under load each
+    hand-off costs the database thread a wait for the event loop to give the lock back. On
+    PostgreSQL the row goes in the same round trip as the COMMIT (without peewee's
+    ``RETURNING id``, which nobody reads). On SQLite the row is its own statement, and the
+    commit is the connection's own: a COMMIT run as a cursor's statement hands the lock away
+    twice (its step, then its reset), the connection's commit once. Set ``row`` before the
+    block ends; a block that raises rolls back and inserts nothing. Only the outermost
     transaction commits, so enter it only when ``database.in_transaction()`` is false.
     """
 
@@ -52,6 +55,10 @@ class AuditedTransaction(peewee._transaction):
             super().commit(begin)
             return
         statements = fastsql.insert_statements(AuditRecord, [self.row], prepare=True)
-        fastsql.execute_together(self.db, [*statements, ("COMMIT", [])])
         self.row = None
+        if not is_postgres(self.db):
+            fastsql.execute_together(self.db, statements)
+            super().commit(begin)
+            return
+        fastsql.execute_together(self.db, [*statements, ("COMMIT", [])])
         self.db._run_commit_callbacks()

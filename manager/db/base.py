@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import peewee
 
 from manager.db.postgres import PostgresDatabase
+from manager.db.sqlite import SqliteDatabase
 
 database_proxy = peewee.DatabaseProxy()
 
@@ -53,7 +54,7 @@ def open_database(url: str) -> peewee.Database:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # BEGIN IMMEDIATE: a transaction that reads before it writes must not deadlock on the
         # lock upgrade (SQLite answers "database is locked" at once instead of waiting).
-        database = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30,
+        database = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30,
                                          check_same_thread=False, lock_type="IMMEDIATE")
         register_sqlite_functions(database)
         return database

@@ -22,8 +22,8 @@ import functools
 import hashlib
 import threading
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import peewee
 
@@ -57,25 +57,39 @@ def insert_statements(model: type[peewee.Model], rows: Sequence[dict[str, Any]],
     if not rows:
         return []
     database = model._meta.database
-    fields = model._meta.fields
-    given = tuple(rows[0])
-    defaults = {n: f.default for n, f in fields.items()
-                if n not in given and f.default is not None}
-    names = given + tuple(defaults)
-    columns = tuple(fields[n].column_name for n in names)
-    converters = [fields[n].db_value for n in names]
+    plan = _insert_plan(model, tuple(rows[0]))
     statements = []
     for start in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[start:start + ROWS_PER_INSERT]
         params: list[Any] = []
         for row in chunk:
-            values = [row[n] for n in given]
-            values += [d() if callable(d) else d for d in defaults.values()]
-            params += [convert(v) for v, convert in zip(values, converters, strict=True)]
-        text = _insert_sql(model._meta.table_name, columns, database.param, len(chunk))
+            values = [row[n] for n in plan.given]
+            values += [d() if callable(d) else d for d in plan.defaults]
+            params += [convert(v) for v, convert in zip(values, plan.converters, strict=True)]
+        text = _insert_sql(model._meta.table_name, plan.columns, database.param, len(chunk))
         statements.append((prepared(database, text) if prepare and len(chunk) == 1 else text,
                            params))
     return statements
+
+
+class _InsertPlan(NamedTuple):
+    given: tuple[str, ...]  # the rows' own keys, then the defaults' fields
+    defaults: tuple[Any, ...]
+    columns: tuple[str, ...]
+    converters: tuple[Callable[[Any], Any], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_plan(model: type[peewee.Model], given: tuple[str, ...]) -> _InsertPlan:
+    """What an INSERT of rows with keys ``given`` writes: worked out once per model and keys
+    (an audit row's INSERT spent as long on this as on running)."""
+    fields = model._meta.fields
+    defaults = {n: f.default for n, f in fields.items()
+                if n not in given and f.default is not None}
+    names = given + tuple(defaults)
+    return _InsertPlan(given, tuple(defaults.values()),
+                       tuple(fields[n].column_name for n in names),
+                       tuple(fields[n].db_value for n in names))
 
 
 def execute_together(database: peewee.Database, statements: Sequence[Statement]) -> None:
@@ -96,6 +110,12 @@ def sql(text: str, model: type[peewee.Model]) -> str:
     return text.replace("?", model._meta.database.param)
 
 
+@functools.lru_cache(maxsize=512)
+def _statement_name(text: str) -> tuple[str, int]:
+    """A prepared statement's name (from its text) and its number of parameters."""
+    return "shp_" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest(), text.count("%s")
+
+
 _prepared_on: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _prepared_lock = threading.Lock()
 
@@ -111,8 +131,7 @@ def prepared(database: peewee.Database, text: str) -> str:
     if not is_postgres(database):
         return text
     connection = database.connection()
-    count = text.count("%s")
-    name = "shp_" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    name, count = _statement_name(text)
     with _prepared_lock:
         known = _prepared_on.setdefault(connection, set())
         ready = name in known

@@ -104,9 +104,10 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def audited_write(self, kind: str, object_type: str, object_id: Any, body: Any,
                             fn: Any, *args: Any) -> Any:
-        """Run a write on a DB thread; with auditing on, its audit row commits with it."""
+        """Run a write on a DB thread as one transaction; with auditing on, its audit row
+        commits with it."""
         if not self.ctx.config.audit:
-            return await self.ctx.db.run(fn, *args)
+            return await self.ctx.db.run(audit.run_unaudited, fn, *args)
         result = await self.ctx.db.run(audit.run_audited, self.actor(), kind, object_type,
                                        object_id, body, fn, *args)
         self.audited = True

@@ -5,7 +5,9 @@
 --   path without "{id}": send `count` requests; write the "id" of each response body to the
 --                        ids file, one a line (POST: create objects).
 --   path with "{id}":    send one request per id read from the ids file (PATCH, DELETE).
--- When the last response is in, the script prints one line,
+-- When the last response is in, the script writes "<ids file>.times": the CLOCK_MONOTONIC
+-- time the first request was sent, then each response's arrival, one a line (comparable
+-- between wrk processes, for rates over the time two runs overlapped). Then it prints
 --   exact: <requests> requests in <seconds> s, <errors> errors
 -- timed from the first request sent to the last response received, and stops its thread;
 -- wrk itself sleeps out its duration, so the caller stops it (SIGINT) on that line.
@@ -25,7 +27,7 @@ local function now()
 end
 
 local method, path, body, ids_path, count
-local targets, created = {}, {}
+local targets, created, arrivals = {}, {}, {}
 local reserved, sent, received, errors = 0, 0, 0, 0
 local started
 
@@ -64,6 +66,7 @@ end
 
 function response(status, headers, body)
   received = received + 1
+  arrivals[received] = string.format("%.6f", now())
   if status >= 300 then
     errors = errors + 1
   elseif #targets == 0 then
@@ -76,6 +79,9 @@ function response(status, headers, body)
       f:write(table.concat(created, "\n"), "\n")
       f:close()
     end
+    local f = assert(io.open(ids_path .. ".times", "w"))
+    f:write(string.format("%.6f", started), "\n", table.concat(arrivals, "\n"), "\n")
+    f:close()
     io.write(string.format("exact: %d requests in %.6f s, %d errors\n", received, elapsed, errors))
     io.stdout:flush()
     wrk.thread:stop()

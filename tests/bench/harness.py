@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from api.client import Client
 
@@ -101,13 +102,15 @@ def wrk(url: str, token: str, connections: int, seconds: int, threads: int = 1) 
 
 
 def wrk_exact(url: str, token: str, connections: int, method: str, path: str, body: str,
-              ids_file: str, count: int = 0, limit: int = 300) -> dict[str, float]:
+              ids_file: str, count: int = 0, limit: int = 300) -> dict[str, Any]:
     """Exactly ``count`` requests, or one per id in ``ids_file`` when ``path`` holds ``{id}``,
     from ``connections`` keep-alive connections of one wrk thread (see exact_count.lua).
 
     A run with a plain path writes the ``id`` of each object it created to ``ids_file``, for
     a later run on ``.../{id}/``. Returns what ``wrk`` does, with ``rps`` taken over the time
-    from the first request sent to the last response received. ``limit`` bounds the run."""
+    from the first request sent to the last response received, and ``started`` and
+    ``arrivals``: when the first request went and each response came (``time.monotonic``
+    seconds, comparable between concurrent runs). ``limit`` bounds the run."""
     _require_wrk()
     proc = subprocess.Popen(
         ["wrk", "-t", "1", "-c", str(connections), "-d", f"{limit}s", "--latency",
@@ -130,7 +133,10 @@ def wrk_exact(url: str, token: str, connections: int, method: str, path: str, bo
     if done is None:
         raise RuntimeError(f"wrk did not answer with the {method} requests in {limit} s")
     requests, seconds, errors = int(done.group(1)), float(done.group(2)), int(done.group(3))
-    return {**_latencies(out), "requests": requests, "rps": requests / seconds, "errors": errors}
+    with open(ids_file + ".times") as f:
+        started, *arrivals = (float(line) for line in f)
+    return {**_latencies(out), "requests": requests, "rps": requests / seconds, "errors": errors,
+            "started": started, "arrivals": arrivals}
 
 
 def _require_wrk() -> None:
