@@ -25,7 +25,7 @@ class AuditRecord(BaseModel):
     status = peewee.IntegerField(null=True)
     outcome = peewee.CharField(max_length=32, default="")
     command_id = peewee.IntegerField(null=True)
-    action_id = peewee.CharField(max_length=32, null=True, index=True)
+    action_id = peewee.CharField(max_length=32, null=True)  # indexed where set (migration 7)
     request_id = peewee.CharField(max_length=64, default="")
 
     class Meta:

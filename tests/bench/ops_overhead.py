@@ -20,8 +20,10 @@ work PostgreSQL does for the manager, which requests/s includes.
 
 Goal (issue 13): under 5 % throughput lost with both on. ``change`` is the median of the
 rounds' changes (on against off in the same round) and ``spread`` their smallest and largest.
+``--control`` runs two managers with both off: how far apart the method puts two equals.
 
     .venv/bin/python -m tests.bench.ops_overhead [--seconds 5] [--rounds 8] [--only sqlite]
+                                                 [--control]
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def measure(sides: dict[str, Side], seconds: int) -> dict[str, dict[str, float]]
 
 
 @contextmanager
-def managers(database_urls: dict[str, str]) -> Iterator[dict[str, Side]]:
+def managers(database_urls: dict[str, str], flags: dict[str, list[str]]
+             ) -> Iterator[dict[str, Side]]:
     """A manager per side on its own database, each with its state directory. Neither is
     pinned to a CPU: pinned, each side met its own CPU's disturbances, and a test of two
     identical managers (A/A) spread from -35 to +16 % where unpinned it kept within 5 %."""
@@ -137,16 +140,17 @@ def managers(database_urls: dict[str, str]) -> Iterator[dict[str, Side]]:
         sides = {}
         for mode, url in database_urls.items():
             state_dir = stack.enter_context(tempfile.TemporaryDirectory())
-            manager = stack.enter_context(spawn_manager(state_dir, url, *FLAGS[mode]))
+            manager = stack.enter_context(spawn_manager(state_dir, url, *flags[mode]))
             sides[mode] = Side(manager, state_dir)
         yield sides
 
 
-def run(name: str, database_urls: dict[str, str], seconds: int, rounds: int) -> None:
+def run(name: str, database_urls: dict[str, str], seconds: int, rounds: int,
+        flags: dict[str, list[str]]) -> None:
     for url in database_urls.values():
         seed(url, USERS)
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in database_urls}
-    with managers(database_urls) as sides:
+    with managers(database_urls, flags) as sides:
         for side in sides.values():
             side.warm_up()
         for _ in range(rounds):
@@ -178,15 +182,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="length of each read phase")
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--control", action="store_true",
+                        help="both managers with audit and metrics off (the method's noise)")
     args = parser.parse_args()
+    flags = {"off": FLAGS["off"], "on": FLAGS["off"] if args.control else FLAGS["on"]}
+    suffix = " (control: both off)" if args.control else ""
     if args.only != "postgresql":
         with tempfile.TemporaryDirectory() as db_dir:
             urls = {mode: f"sqlite:///{db_dir}/{mode}.db" for mode in FLAGS}
-            run("SQLite", urls, args.seconds, args.rounds)
+            run("SQLite" + suffix, urls, args.seconds, args.rounds, flags)
     if args.only != "sqlite":
         with ThrowawayPostgres() as pg:
-            run("PostgreSQL", {mode: pg.create_database(f"bench_{mode}") for mode in FLAGS},
-                args.seconds, args.rounds)
+            run("PostgreSQL" + suffix,
+                {mode: pg.create_database(f"bench_{mode}") for mode in FLAGS},
+                args.seconds, args.rounds, flags)
 
 
 if __name__ == "__main__":

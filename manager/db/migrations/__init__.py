@@ -17,10 +17,11 @@ from manager.db.migrations import (
     m0004_engine,
     m0005_inventory,
     m0006_step_order,
+    m0007_audit_action_index,
 )
 
 MIGRATIONS = (m0001_accounts, m0002_hosts, m0003_audit, m0004_engine, m0005_inventory,
-              m0006_step_order)
+              m0006_step_order, m0007_audit_action_index)
 
 #: PostgreSQL advisory lock key held while migrating, so two managers never migrate at once.
 _LOCK_KEY = 0x5E9E_0001

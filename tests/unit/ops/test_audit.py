@@ -11,6 +11,7 @@ import peewee
 import pytest
 
 from manager.db import base as dbbase
+from manager.db import fastsql
 from manager.db.accounts import User
 from manager.db.audit import AuditRecord
 from manager.db.migrations import migrate
@@ -134,3 +135,31 @@ def test_a_refusal_is_recorded_alone(database: peewee.Database) -> None:
     row = AuditRecord.get()
     assert (row.kind, row.status, row.outcome) == ("login", 400, "refused")
     assert json.loads(row.summary) == {"password": "********", "username": "admin"}
+
+
+def test_only_action_rows_are_in_the_action_index(database: peewee.Database) -> None:
+    rows = [{"created_at": dbbase.utcnow(), "caused_by": "admin", "host": 1, "id": f"a{n}",
+             "name": "agent.ping", "args": "{}"} for n in range(50)]
+    fastsql.insert(AuditRecord, audit.action_rows(rows))
+    for n in range(2000):
+        audit.record(ACTOR, "request", "user", n, {}, 201, "ok")
+    if dbbase.is_postgres(database):
+        database.execute_sql("ANALYZE audit_record")
+        database.execute_sql("SET enable_seqscan = off")  # the plan the index allows
+        indexed = database.execute_sql(
+            "SELECT count(*) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+            "WHERE c.relname = 'audit_record_action_id' AND i.indpred IS NOT NULL").fetchone()
+        assert indexed == (1,)
+    else:
+        (definition,) = database.execute_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'audit_record_action_id'").fetchone()
+        assert 'WHERE "action_id" IS NOT NULL' in definition
+    query = AuditRecord.update(outcome="succeeded").where(AuditRecord.action_id.in_(["a1", "a2"]))
+    sql, params = query.sql()
+    plan = " ".join(str(r) for r in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}"
+                                                         if not dbbase.is_postgres(database)
+                                                         else f"EXPLAIN {sql}", params))
+    assert "audit_record_action_id" in plan
+    audit.actions_finished({"succeeded": ["a1", "a2"]})
+    outcomes = AuditRecord.select(AuditRecord.outcome).where(AuditRecord.kind == "action")
+    assert sorted(r.outcome for r in outcomes) == ["queued"] * 48 + ["succeeded"] * 2
