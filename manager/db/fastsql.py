@@ -18,6 +18,7 @@ of the server's time per run on this 2-core machine, three times what running it
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import threading
@@ -65,7 +66,9 @@ def insert_statements(model: type[peewee.Model], rows: Sequence[dict[str, Any]],
         for row in chunk:
             values = [row[n] for n in plan.given]
             values += [d() if callable(d) else d for d in plan.defaults]
-            params += [convert(v) for v, convert in zip(values, plan.converters, strict=True)]
+            params += [v if kind is not None and (v is None or type(v) is kind) else convert(v)
+                       for v, convert, kind in zip(values, plan.converters, plan.kept,
+                                                   strict=True)]
         text = _insert_sql(model._meta.table_name, plan.columns, database.param, len(chunk))
         statements.append((prepared(database, text) if prepare and len(chunk) == 1 else text,
                            params))
@@ -77,6 +80,21 @@ class _InsertPlan(NamedTuple):
     defaults: tuple[Any, ...]
     columns: tuple[str, ...]
     converters: tuple[Callable[[Any], Any], ...]
+    kept: tuple[type | None, ...]  # a value of this type (or None) needs no converting
+
+
+#: peewee's own conversions that return a value of the given type unchanged
+_UNCHANGED = ((peewee._StringField.adapt, str), (peewee.IntegerField.adapt, int),
+              (peewee.DateTimeField.adapt, datetime.datetime))
+
+
+def _kept_type(field: peewee.Field) -> type | None:
+    """The type whose values ``field`` stores as they are, if its conversion is peewee's own
+    (a field class with a ``db_value`` of its own, JSON say, always converts)."""
+    cls = type(field)
+    if cls.db_value is not peewee.Field.db_value:
+        return None
+    return next((kind for adapt, kind in _UNCHANGED if cls.adapt is adapt), None)
 
 
 @functools.lru_cache(maxsize=256)
@@ -89,7 +107,8 @@ def _insert_plan(model: type[peewee.Model], given: tuple[str, ...]) -> _InsertPl
     names = given + tuple(defaults)
     return _InsertPlan(given, tuple(defaults.values()),
                        tuple(fields[n].column_name for n in names),
-                       tuple(fields[n].db_value for n in names))
+                       tuple(fields[n].db_value for n in names),
+                       tuple(_kept_type(fields[n]) for n in names))
 
 
 def execute_together(database: peewee.Database, statements: Sequence[Statement]) -> None:
