@@ -13,7 +13,8 @@ from manager.domain.accounts import Principal
 from manager.domain.errors import NotFound, ValidationError
 from manager.domain.host_lifecycle import HOST_CONTENT_TYPE_ID, HOST_MACHINE
 from manager.domain.permissions import require_administrator
-from manager.engine.commands import PlanError, available_for
+from manager.engine.commands import PlanError
+from manager.engine.offers import available_for
 from manager.engine.runner import Engine
 from manager.engine.statemachine import InvalidTransition
 from manager.http.iml.commands import CommandResource, dry_run_requested, plan_error

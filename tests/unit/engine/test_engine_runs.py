@@ -21,7 +21,7 @@ from manager.db.engine import Command, Job, JobLock, JobWait, Step
 from manager.db.executor import DatabaseExecutor
 from manager.db.hosts import Action, Alert, Host, ServerProfile
 from manager.db.migrations import migrate
-from manager.engine import commands
+from manager.engine import commands, offers
 from manager.engine.dispatch import Dispatcher, IncomingResult
 from manager.engine.planning import Requirement
 from manager.engine.registry import (
@@ -360,7 +360,7 @@ async def test_conflicting_commands_serialise_through_their_locks(db):
         waits = db.call(lambda: [(w.job_id, w.waits_for_id) for w in JobWait.select()])
         assert waits == [(second_job.id, first_job.id)]
         # while the first job holds its write lock, the widget offers nothing
-        offered = db.call(commands.available_for, h.registry, "widget",
+        offered = db.call(offers.available_for, h.registry, "widget",
                           [h.registry.stateful("widget").load(11)], lambda r: r.state)
         assert offered[11]["available_transitions"] == [] and offered[11]["available_jobs"] == []
         assert offered[11]["locks"] == {"read": [], "write": [first_job.id, second_job.id]}
@@ -531,7 +531,7 @@ async def test_two_managers_on_one_database_never_run_a_job_twice(db):
         assert db.call(lambda: Step.select().count()) == 40  # no step started twice
 
 
-@pytest.mark.parametrize("page", [3, commands.SHORT_PAGE + 1])
+@pytest.mark.parametrize("page", [3, offers.SHORT_PAGE + 1])
 def test_locks_of_a_page_are_only_its_objects_unreleased_locks(db, page):
     def run() -> dict:
         job = Job.create(class_name="J", description="j", args="{}", object_type="widget",
@@ -543,5 +543,5 @@ def test_locks_of_a_page_are_only_its_objects_unreleased_locks(db, page):
             {"job": job.id, "object_type": "gadget", "object_id": 1, "write": True},
             {"job": job.id, "object_type": "widget", "object_id": 3, "write": True,
              "released": True}]).execute()
-        return commands.locks_of("widget", list(range(1, page + 1)))
+        return offers.locks_of("widget", list(range(1, page + 1)))
     assert db.call(run) == {1: {"read": [], "write": [1]}, 2: {"read": [1], "write": []}}
