@@ -49,13 +49,12 @@ class DatabaseExecutor:
         """Synchronous form of ``run`` for code already on a DB thread (or in tests)."""
         if self.metrics is None:
             return self._call(fn, *args, **kwargs)
-        self.metrics.db_in_flight.inc()
+        self.metrics.db_call_started()
         start = time.perf_counter()
         try:
             return self._call(fn, *args, **kwargs)
         finally:
-            self.metrics.db_latency.observe(time.perf_counter() - start)
-            self.metrics.db_in_flight.dec()
+            self.metrics.db_call_finished(time.perf_counter() - start)
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         for attempt in range(CONFLICT_RETRIES):
