@@ -18,6 +18,8 @@ from manager.db.base import utcnow
 from manager.ops.redaction import redact
 
 MAX_SUMMARY = 8192
+#: one encoder for every summary: ``json.dumps`` with options builds a new one per call
+_ENCODER = json.JSONEncoder(default=str, sort_keys=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,8 @@ class Actor:
 
 
 def summary(body: Any) -> str:
-    text = json.dumps(redact(body), default=str, sort_keys=True)
+    """``body`` as JSON with its secrets masked, cut to ``MAX_SUMMARY`` characters."""
+    text = _ENCODER.encode(redact(body))
     return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 3] + "..."
 
 
@@ -57,14 +60,13 @@ def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
                                             status, outcome, command_id)], prepare=True)
 
 
-def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
+def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, text: str,
                 fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a write and its audit row in one transaction. ``fn`` returns ``(status, doc)``
-    (resource writes) or anything else (then the status is 200, or 204 for None).
-
-    The summary is built before the transaction begins (on SQLite the write lock is held
-    from BEGIN), and the row is sent with the COMMIT (``AuditedTransaction``)."""
-    text = summary(body)
+    """Run a write and its audit row in one transaction. ``text`` is the request's
+    ``summary``, built by the caller (on the event loop, where the body was just parsed:
+    the database thread is the one every write waits for). ``fn`` returns
+    ``(status, doc)`` (resource writes) or anything else (then the status is 200, or 204
+    for None). The row is sent with the COMMIT (``AuditedTransaction``)."""
     database = AuditRecord._meta.database
     if database.in_transaction():  # a caller's transaction: its commit carries the row
         with database.atomic():
