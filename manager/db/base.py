@@ -55,7 +55,7 @@ def open_database(url: str) -> peewee.Database:
         # BEGIN IMMEDIATE: a transaction that reads before it writes must not deadlock on the
         # lock upgrade (SQLite answers "database is locked" at once instead of waiting).
         database = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30,
-                                         check_same_thread=False, lock_type="IMMEDIATE")
+                                  check_same_thread=False, lock_type="IMMEDIATE")
         register_sqlite_functions(database)
         return database
     if parsed.scheme in ("postgresql", "postgres"):

@@ -109,7 +109,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self.ctx.config.audit:
             return await self.ctx.db.run(audit.run_unaudited, fn, *args)
         result = await self.ctx.db.run(audit.run_audited, self.actor(), kind, object_type,
-                                       object_id, audit.summary(body), fn, *args)
+                                       object_id, body, fn, *args)
         self.audited = True
         return result
 

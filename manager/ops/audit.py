@@ -60,13 +60,17 @@ def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
                                             status, outcome, command_id)], prepare=True)
 
 
-def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, text: str,
+def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
                 fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a write and its audit row in one transaction. ``text`` is the request's
-    ``summary``, built by the caller (on the event loop, where the body was just parsed:
-    the database thread is the one every write waits for). ``fn`` returns
-    ``(status, doc)`` (resource writes) or anything else (then the status is 200, or 204
-    for None). The row is sent with the COMMIT (``AuditedTransaction``)."""
+    """Run a write and its audit row in one transaction. ``fn`` returns ``(status, doc)``
+    (resource writes) or anything else (then the status is 200, or 204 for None).
+
+    The summary is built here, on the database thread, not on the event loop: a large body
+    (an inventory of 10,000 nodes) takes a while to mask and encode, and a DB thread yields
+    the interpreter lock to the loop while it does. It is built before the transaction begins
+    (on SQLite the write lock is held from BEGIN); the row is sent with the COMMIT
+    (``AuditedTransaction``)."""
+    text = summary(body)
     database = AuditRecord._meta.database
     if database.in_transaction():  # a caller's transaction: its commit carries the row
         with database.atomic():

@@ -131,7 +131,9 @@ class _Latencies:
 
 
 class _RequestCollector:
-    """The request and database-call metrics, read at scrape time (on the event loop)."""
+    """The request and database-call metrics, read at scrape time: on the event loop, or on
+    the metrics port's own thread. Their dicts change on the loop; ``sorted`` copies each
+    one's items in a single step for the interpreter, which a Python loop over it would not."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics

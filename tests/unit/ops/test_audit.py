@@ -63,8 +63,7 @@ def create_user(name: str) -> tuple[int, dict]:
 
 def test_a_write_and_its_row_commit_together(database: peewee.Database) -> None:
     body = {"username": "dora", "password1": "secret-1"}
-    assert audit.run_audited(ACTOR, "request", "user", None, audit.summary(body), create_user,
-                             "dora")[0] == 201
+    assert audit.run_audited(ACTOR, "request", "user", None, body, create_user, "dora")[0] == 201
     row = AuditRecord.get()
     user = User.get(User.username == "dora")
     assert (row.object_type, row.object_id, row.status, row.outcome, row.command_id) == (
@@ -77,7 +76,7 @@ def test_a_write_and_its_row_commit_together(database: peewee.Database) -> None:
 
 def test_the_row_travels_with_the_commit(database: peewee.Database) -> None:
     sent = Statements(database).sent
-    audit.run_audited(ACTOR, "request", "user", None, "{}", create_user, "ed")
+    audit.run_audited(ACTOR, "request", "user", None, {}, create_user, "ed")
     if dbbase.is_postgres(database):
         # two round trips: BEGIN goes with the first statement (manager/db/postgres.py), and
         # the audit row (a prepared statement's EXECUTE) with the COMMIT
@@ -94,7 +93,7 @@ def test_a_failed_write_leaves_neither_change_nor_row(database: peewee.Database)
         raise ValueError("refused")
 
     with pytest.raises(ValueError):
-        audit.run_audited(ACTOR, "request", "user", None, "{}", fails)
+        audit.run_audited(ACTOR, "request", "user", None, {}, fails)
     assert User.select().where(User.username == "gone").count() == 0
     assert AuditRecord.select().count() == 0
     assert not database.in_transaction()
@@ -116,15 +115,15 @@ def test_with_audit_off_a_write_is_still_one_transaction(database: peewee.Databa
 
 def test_inside_a_callers_transaction_the_row_commits_with_it(database: peewee.Database) -> None:
     with database.atomic() as transaction:
-        audit.run_audited(ACTOR, "request", "user", None, "{}", create_user, "fay")
+        audit.run_audited(ACTOR, "request", "user", None, {}, create_user, "fay")
         assert AuditRecord.select().count() == 1
         transaction.rollback()
     assert AuditRecord.select().count() == 0 and User.select().count() == 0
 
 
 def test_results_without_a_status_are_200_or_204(database: peewee.Database) -> None:
-    audit.run_audited(ACTOR, "request", "token", 5, "{}", lambda: None)
-    audit.run_audited(ACTOR, "login", "session", None, "{}", lambda: "session-key")
+    audit.run_audited(ACTOR, "request", "token", 5, {}, lambda: None)
+    audit.run_audited(ACTOR, "login", "session", None, {}, lambda: "session-key")
     rows = AuditRecord.select().order_by(AuditRecord.id)
     assert [(r.kind, r.object_id, r.status) for r in rows] == [
         ("request", "5", 204), ("login", "", 200)]
