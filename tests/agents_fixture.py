@@ -132,8 +132,21 @@ class Lan:
 
     def wait_command(self, command: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
         """Poll a command until it is complete; returns its final document."""
-        return wait_until(lambda: (c := self.admin.get(command["resource_uri"]))["complete"] and c,
-                          timeout, f"command {command['id']} ({command['message']})")
+        try:
+            return wait_until(lambda: (c := self.admin.get(command["resource_uri"]))["complete"]
+                              and c, timeout, f"command {command['id']} ({command['message']})")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; where it stands: {self._progress(command)}") from None
+
+    def _progress(self, command: dict[str, Any]) -> str:
+        """Each job of ``command`` with its state and its steps' states, for a timeout's report."""
+        jobs = []
+        for uri in self.admin.get(command["resource_uri"])["jobs"]:
+            job = self.admin.get(uri)
+            steps = [(s["class_name"], s["state"]) for s in
+                     (self.admin.get(step) for step in job["steps"])]
+            jobs.append(f"{job['class_name']} {job['state']} steps={steps}")
+        return "; ".join(jobs)
 
     def remove(self, host_id: int) -> dict[str, Any]:
         """DELETE the host and wait for the removal command to finish."""

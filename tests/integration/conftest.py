@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import pytest
 
 from tests.agents_fixture import Lan
 from tests.netns import NetnsHost
+
+
+@pytest.fixture(autouse=True)
+def manager_log(caplog):
+    """The in-process manager's INFO lines (connects, disconnects, claims) in a failure's
+    report: a timeout alone does not say which side stopped talking."""
+    caplog.set_level(logging.INFO, logger="shepherd")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ def agent(tmp_path, hosts):
     made = AgentProcess(hosts[0], str(tmp_path / "agent0"), "node0.test")
     yield made
     made.kill()
+    print(f"--- tail of {made.log_path}:\n{made.log()[-6000:]}")  # shown only on failure
 
 
 def setup_command(client: Client, fqdn: str) -> dict:
