@@ -70,10 +70,12 @@ def echo(request: agent_pb2.ActionRequest) -> agent_pb2.ActionResult:
 class Peer:
     """One Connect stream; ``handler`` answers each ActionRequest (None: no answer)."""
 
-    def __init__(self, address: str, identity: Identity, handler: Handler = echo) -> None:
+    def __init__(self, address: str, identity: Identity, handler: Handler = echo,
+                 running: tuple[str, ...] = ()) -> None:
         self.address = address
         self.identity = identity
         self.handler = handler
+        self.running = running  # the Hello's running_action_ids
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.received: list[agent_pb2.ManagerMessage] = []
         self.welcome = asyncio.Event()
@@ -82,7 +84,8 @@ class Peer:
         self.outbox.put_nowait(agent_pb2.AgentMessage(protocol_version=1, **body))
 
     async def _messages(self):
-        yield agent_pb2.AgentMessage(protocol_version=1, hello=agent_pb2.Hello(version="test"))
+        yield agent_pb2.AgentMessage(protocol_version=1, hello=agent_pb2.Hello(
+            version="test", running_action_ids=self.running))
         while True:
             message = await self.outbox.get()
             if message is None:
@@ -112,9 +115,10 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def connected(address: str, identity: Identity, handler: Handler = echo):
+async def connected(address: str, identity: Identity, handler: Handler = echo,
+                    running: tuple[str, ...] = ()):
     """A Peer whose stream is up (Welcome received) for the block, closed cleanly after."""
-    peer = Peer(address, identity, handler)
+    peer = Peer(address, identity, handler, running)
     task = asyncio.create_task(peer.run())
     try:
         await asyncio.wait_for(peer.welcome.wait(), 10)

@@ -68,13 +68,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                                           ca_pem=self.ca.ca_pem)
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):
-        session = await self._open(request_iterator, context)
+        session, running = await self._open(request_iterator, context)
         yield agent_pb2.ManagerMessage(welcome=agent_pb2.Welcome(
             host_id=session.host_id, protocol_version=PROTOCOL_VERSION,
             heartbeat_interval_s=self.heartbeat_interval))
         reader = asyncio.create_task(self._read(request_iterator, session))
         try:
-            self.registry.deliver(session.host_id, await self.dispatcher.pending_for(session.host_id))
+            await self._reconcile(session, running)
             while True:
                 message = await session.queue.get()
                 if message is None:
@@ -86,8 +86,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 self.presence.disconnected(session.host_id)
                 log.info("host %s disconnected", session.fqdn)
 
-    async def _open(self, request_iterator, context: grpc.aio.ServicerContext) -> AgentSession:
-        """Read the Hello, identify the peer by its certificate, register the session.
+    async def _open(self, request_iterator, context: grpc.aio.ServicerContext
+                    ) -> tuple[AgentSession, set[str]]:
+        """Read the Hello, identify the peer by its certificate, register the session;
+        the session and the ids of the actions the agent says it is still running.
 
         The Hello is read before any refusal so the agent's first write has landed: a
         refusal racing that write reaches the agent as INTERNAL instead of its real status.
@@ -116,7 +118,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.registry.attach(session)
         self.presence.connected(host.id)
         log.info("host %s connected (agent %s)", host.fqdn, hello.version or "?")
-        return session
+        return session, set(hello.running_action_ids)
+
+    async def _reconcile(self, session: AgentSession, running: set[str]) -> None:
+        """Send the host's unfinished actions, except those its agent is already running,
+        and cancel what it runs that finished here while it was away (cancelled, or past
+        its deadline): a Cancel sent to a dropped stream is lost, and without this the
+        action would run on, perhaps for hours, against the manager's record."""
+        pending = await self.dispatcher.pending_for(session.host_id)
+        self.registry.deliver(session.host_id, [s for s in pending if s.id not in running])
+        for action_id in sorted(running - {s.id for s in pending}):
+            log.info("host %s still runs action %s, which finished here: cancelling it",
+                     session.fqdn, action_id, extra={"action_id": action_id,
+                                                     "host": session.host_id})
+            self.registry.cancel(session.host_id, action_id)
 
     async def _read(self, request_iterator, session: AgentSession) -> None:
         try:

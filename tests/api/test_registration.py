@@ -219,6 +219,33 @@ def test_action_queued_while_offline_is_delivered_on_connect(admin, accounts_res
     assert run(scenario()).ok
 
 
+def test_a_reconnecting_agent_is_told_to_stop_what_finished_while_it_was_away(
+        admin, accounts_reset):
+    m = accounts_reset
+    identity = onboard(m, admin, "away.example")
+
+    async def scenario():
+        gone = await m.on_loop(m.dispatcher.submit(identity.host_id, "agent.sleep", {}, 300))
+        kept = await m.on_loop(m.dispatcher.submit(identity.host_id, "agent.sleep", {}, 300))
+        assert await m.on_loop(m.dispatcher.cancel(gone))  # no stream: the Cancel went nowhere
+        silent = lambda request: None  # a busy agent: it answers nothing yet
+        async with connected(m.agent_address, identity, silent, running=(gone, kept)) as peer:
+            for _ in range(50):
+                if any(x.WhichOneof("body") == "cancel" for x in peer.received):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)  # room for anything wrongly sent after the Cancel
+        return gone, kept, peer.received
+
+    gone, kept, received = run(scenario())
+    cancels = [x.cancel.action_id for x in received if x.WhichOneof("body") == "cancel"]
+    requests = [x.action_request.action_id for x in received
+                if x.WhichOneof("body") == "action_request"]
+    assert cancels == [gone]
+    assert gone not in requests and kept not in requests  # the agent already runs ``kept``
+    assert requests  # the host's set-up actions, which it does not run, are still sent
+
+
 def test_no_client_certificate_is_refused(admin, accounts_reset):
     m = accounts_reset
     identity = onboard(m, admin, "nocert.example")
