@@ -39,7 +39,7 @@ def _property(name: str) -> object:
 
 def _gib(value: object) -> str | None:
     """Bytes as GiB; agents report int64s as JSON strings (protobuf's JSON mapping)."""
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     return f"{value / 2**30:.1f} GiB" if isinstance(value, int) else None
 
@@ -199,7 +199,7 @@ def find_host(client: Client, name: str) -> dict:
     found = client.get(LIST, fqdn=name, limit=1)
     if found and found.get("objects"):
         return found["objects"][0]
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         try:
             return client.get(f"{LIST}{name}/")
         except ShepherdError as exc:

@@ -177,7 +177,7 @@ def find_node(client: Client, name: str) -> dict:
             found = []
         if found:
             return found[0]
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         try:
             return client.get(f"{LIST}{name}/")
         except ShepherdError as exc:

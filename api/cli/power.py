@@ -68,7 +68,7 @@ def _match(name: str, nodes: Iterable[dict]) -> dict | None:
     xname = canonical_xname(name)
     for found in ([n for n in nodes if xname and n.get("xname") == xname],
                   [n for n in nodes if n.get("hostname") == name],
-                  [n for n in nodes if name.isdigit() and n["id"] == int(name)]):
+                  [n for n in nodes if name.isascii() and name.isdigit() and n["id"] == int(name)]):
         if found:
             return found[0]
     return None
@@ -85,7 +85,7 @@ def _candidates(client: Client, names: list[str]) -> list[dict]:
     if left:
         found += client.get(NODES, hostname__in=left, limit=0)["objects"]
         left = [n for n in left if _match(n, found) is None]
-    ids = [n for n in left if n.isdigit() and 0 < int(n) < 2**31]
+    ids = [n for n in left if n.isascii() and n.isdigit() and 0 < int(n) < 2**31]
     if ids:
         found += client.get(NODES, id__in=ids, limit=0)["objects"]
     return found

@@ -127,7 +127,7 @@ def find_user(client: Client, name: str) -> dict:
     for candidate in client.iter_objects("/api/user/"):
         if candidate["username"] == name:
             return candidate
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         return client.get(f"/api/user/{name}/")
     raise click.ClickException(f"no user named {name!r}")
 

@@ -183,7 +183,7 @@ def _spend_credit(secret: str) -> RegistrationToken:
 
 def boot_time_of(inventory: dict[str, Any]) -> datetime.datetime | None:
     value = inventory.get("boot_time")  # protobuf's JSON form carries int64 as a string
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 2**33:
         return None

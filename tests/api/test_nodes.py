@@ -304,6 +304,8 @@ def test_bulk_is_all_or_nothing_and_names_the_object(admin):
     (["x1c0s0b0n5"], "objects[0]: Must be an object."),
     ([{"xname": "x1c0s0b0n5", "host": "nowhere"}],
      "objects[0].host: Must be a /api/host/ URI or id."),
+    ([{"xname": "x1c0s0b0n5", "host": "\u00b33"}],  # "³3": a digit to str.isdigit, not to int
+     "objects[0].host: Must be a /api/host/ URI or id."),
 ])
 def test_bulk_refusals(admin, objects, message):
     n0 = admin.post(LIST, {"xname": "x1c0s0b0n0", "hostname": "n0"})["id"]

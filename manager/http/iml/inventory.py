@@ -36,7 +36,7 @@ def related_id(value: Any, resource: str) -> int | None:
     match = _URI.match(value) if isinstance(value, str) else None
     if match and match.group(1) == resource:
         return int(match.group(2))
-    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0:
         return int(value)
     raise checks.Invalid(f"Must be a /api/{resource}/ URI or id.")
 
