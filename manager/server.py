@@ -164,6 +164,8 @@ class Manager:
         if self.http_server is not None:
             self.http_server.stop()
             await self.http_server.close_all_connections()
+        if self.ctx is not None:
+            await self.ctx.writes.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=1.0)
         if self.metrics_server is not None:

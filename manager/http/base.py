@@ -26,6 +26,7 @@ from manager.domain.errors import AuthenticationFailed
 from manager.http import encoding, errors
 from manager.http.context import AppContext
 from manager.ops import audit
+from manager.ops.writes import Write
 
 log = logging.getLogger("shepherd.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
@@ -104,13 +105,12 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def audited_write(self, kind: str, object_type: str, object_id: Any, body: Any,
                             fn: Any, *args: Any) -> Any:
-        """Run a write on a DB thread as one transaction; with auditing on, its audit row
-        commits with it."""
-        if not self.ctx.config.audit:
-            return await self.ctx.db.run(audit.run_unaudited, fn, *args)
-        result = await self.ctx.db.run(audit.run_audited, self.actor(), kind, object_type,
-                                       object_id, body, fn, *args)
-        self.audited = True
+        """Run a write on a DB thread as one transaction (``RestWrites``); with auditing
+        on, its audit row commits with it."""
+        actor = self.actor() if self.ctx.config.audit else None
+        result = await self.ctx.writes.run(Write(fn, args, actor, kind, object_type,
+                                                 object_id, body))
+        self.audited = actor is not None
         return result
 
     def on_finish(self) -> None:

@@ -14,6 +14,7 @@ from manager.engine.dispatch import Dispatcher
 from manager.engine.runner import Engine
 from manager.http.auth import Authenticator
 from manager.ops.metrics import Metrics
+from manager.ops.writes import RestWrites
 from manager.pki import CertificateAuthority
 from manager.secrets import SecretBox
 
@@ -30,6 +31,7 @@ class AppContext:
     metrics: Metrics | None = None
     throttle: LoginThrottle | None = None
     secrets: SecretBox | None = None  # encrypts stored device passwords
+    writes: RestWrites | None = None  # how REST writes and their audit rows are committed
     http_port: int = 0
     agent_port: int = 0
     registration_port: int = 0
@@ -39,6 +41,8 @@ class AppContext:
     def __post_init__(self) -> None:
         # resolved once: getfqdn() asks DNS, which can take tens of milliseconds
         self.public_host = self.config.public_host or socket.getfqdn()
+        if self.writes is None:
+            self.writes = RestWrites(self.db)
         if self.throttle is None:
             self.throttle = LoginThrottle(self.config.login_failures_per_user,
                                           self.config.login_failures_per_address,

@@ -75,12 +75,12 @@ def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body:
     if database.in_transaction():  # a caller's transaction: its commit carries the row
         with database.atomic():
             result = fn(*args)
-            fastsql.insert(AuditRecord, [_outcome_row(actor, kind, object_type, object_id,
+            fastsql.insert(AuditRecord, [outcome_row(actor, kind, object_type, object_id,
                                                       text, result)], prepare=True)
         return result
     with AuditedTransaction(database) as transaction:
         result = fn(*args)
-        transaction.row = _outcome_row(actor, kind, object_type, object_id, text, result)
+        transaction.row = outcome_row(actor, kind, object_type, object_id, text, result)
     return result
 
 
@@ -92,7 +92,7 @@ def run_unaudited(fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
 
 
-def _outcome_row(actor: Actor, kind: str, object_type: str, object_id: Any, text: str,
+def outcome_row(actor: Actor, kind: str, object_type: str, object_id: Any, text: str,
                  result: Any) -> dict[str, Any]:
     """The row of a write that succeeded: its status, object and command from its result."""
     status, doc = result if _is_status_pair(result) else (204 if result is None else 200, None)

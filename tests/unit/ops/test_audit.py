@@ -4,8 +4,6 @@ the transaction allows."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import peewee
 import pytest
@@ -14,46 +12,9 @@ from manager.db import base as dbbase
 from manager.db import fastsql
 from manager.db.accounts import User
 from manager.db.audit import AuditRecord
-from manager.db.migrations import migrate
 from manager.ops import audit
 
 ACTOR = audit.Actor("admin", 1, "token", "127.0.0.1", "POST", "/api/user/", "req-1")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path) -> Iterator[peewee.Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/audit.db"
-    else:
-        pg = request.getfixturevalue("pg_server")
-        pg.drop_database("shepherd_unit_audit")
-        url = pg.create_database("shepherd_unit_audit")
-    db = dbbase.open_database(url)
-    dbbase.bind(db)
-    migrate(db)
-    yield db
-    db.close()
-
-
-class Statements:
-    """Records each call's statements (their first words): one call is one round trip."""
-
-    def __init__(self, database: peewee.Database) -> None:
-        self.sent: list[str] = []
-        self._cursor = database.cursor
-        database.cursor = self.cursor
-
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        real, sent = self._cursor(*args, **kwargs), self.sent
-
-        class Recording:
-            def execute(self, sql: str, *params: Any) -> Any:
-                sent.append("; ".join(part.split(None, 1)[0] for part in sql.split(";\n")))
-                return real.execute(sql, *params)
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
-        return Recording()
 
 
 def create_user(name: str) -> tuple[int, dict]:
@@ -74,8 +35,8 @@ def test_a_write_and_its_row_commit_together(database: peewee.Database) -> None:
     assert row.at is not None
 
 
-def test_the_row_travels_with_the_commit(database: peewee.Database) -> None:
-    sent = Statements(database).sent
+def test_the_row_travels_with_the_commit(database: peewee.Database, statements) -> None:
+    sent = statements.sent
     audit.run_audited(ACTOR, "request", "user", None, {}, create_user, "ed")
     if dbbase.is_postgres(database):
         # two round trips: BEGIN goes with the first statement (manager/db/postgres.py), and
