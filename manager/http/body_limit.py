@@ -7,8 +7,9 @@ its API family's error shape at once, and the body is discarded unbuffered (for 
 time) before the connection closes, so a client cannot make the manager hold more than
 ``limit`` bytes.
 
-Chunked bodies declare no length; Tornado's own ``max_body_size`` (set to the same limit)
-stops them once they pass it.
+A chunked body declares no length. For those the connection's own limit is lifted (Tornado
+would stop them with its bare ``400``) and the bytes are counted as they arrive: once they
+pass ``limit`` the request gets the same ``413``, and the rest is discarded the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ log = logging.getLogger("shepherd.http")
 _DIGITS = re.compile(r"[0-9]+")
 LINGER_SECONDS = 10.0  # at most this long spent discarding a refused body
 LINGER_IDLE_SECONDS = 0.5  # a client silent this long has stopped sending
+#: the connection's limit for a chunked body: never reached, the delegate counts instead
+_UNLIMITED = 1 << 62
 
 
 class BodyLimit(httputil.HTTPServerConnectionDelegate):
@@ -56,33 +59,37 @@ class _Guard(httputil.HTTPMessageDelegate):
         self.inner = inner
         self.conn = conn
         self.refused = False
+        self.start_line: httputil.RequestStartLine | None = None
+        self.counted: int | None = None  # bytes of a chunked body so far
 
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
                          headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
+        assert isinstance(start_line, httputil.RequestStartLine)
         declared = _declared_length(headers)
         if declared is not None and declared > self.owner.limit:
-            assert isinstance(start_line, httputil.RequestStartLine)
             self.refused = True
-            return self._refuse(start_line, declared)
+            return self._refuse(start_line, f"({declared} declared)")
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            self.start_line, self.counted = start_line, 0
+            self.conn.set_max_body_size(_UNLIMITED)  # type: ignore[attr-defined]
         return self.inner.headers_received(start_line, headers)
 
-    async def _refuse(self, start_line: httputil.RequestStartLine, declared: int) -> None:
+    async def _refuse(self, start_line: httputil.RequestStartLine, detail: str) -> None:
         started = time.monotonic()
         path = start_line.path.split("?", 1)[0]
         family = errors.family_of(path)
         request_id = uuid.uuid4().hex[:16]
-        error = errors.ApiError(413, f"Request body exceeds {self.owner.limit} bytes "
-                                     f"({declared} declared).")
+        error = errors.ApiError(413, f"Request body exceeds {self.owner.limit} bytes {detail}.")
         content_type, body = errors.render(family, error, request_id, path)
         headers = httputil.HTTPHeaders({"Content-Type": content_type,
                                         "Content-Length": str(len(body)),
                                         "Connection": "close", "X-Request-Id": request_id,
                                         "Cache-Control": "no-store"})
-        log.warning("413 %s %s: %d bytes declared, limit %d request_id=%s", start_line.method,
-                    path, declared, self.owner.limit, request_id)
-        # the body is never read: let the connection's reader see the declared length as
+        log.warning("413 %s %s: body %s, limit %d request_id=%s", start_line.method,
+                    path, detail.strip("()"), self.owner.limit, request_id)
+        # the rest of the body is never read: let the connection's reader see any length as
         # allowed, then close the stream under it once the answer has gone out
-        self.conn.set_max_body_size(declared)  # type: ignore[attr-defined]
+        self.conn.set_max_body_size(_UNLIMITED)  # type: ignore[attr-defined]
         await self.conn.write_headers(
             httputil.ResponseStartLine("HTTP/1.1", 413, http.client.responses[413]), headers, body)
         await _linger(self.conn.stream)  # type: ignore[attr-defined]
@@ -92,7 +99,15 @@ class _Guard(httputil.HTTPMessageDelegate):
                                                 time.monotonic() - started)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return None if self.refused else self.inner.data_received(chunk)
+        if self.refused:
+            return None
+        if self.counted is not None:
+            self.counted += len(chunk)
+            if self.counted > self.owner.limit:
+                self.refused = True
+                self.inner.on_connection_close()  # it will never see the rest: let it go
+                return self._refuse(self.start_line, "(chunked)")
+        return self.inner.data_received(chunk)
 
     def finish(self) -> None:
         if not self.refused:

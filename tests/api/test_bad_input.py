@@ -166,6 +166,22 @@ def test_a_client_sending_a_body_far_over_the_limit_gets_413(accounts_reset, adm
     assert_still_serves(admin)
 
 
+def test_a_chunked_body_over_the_limit_gets_413_and_one_under_it_is_served(accounts_reset,
+                                                                            admin):
+    """A chunked body declares no length: its bytes are counted as they come."""
+    m = accounts_reset
+    piece = b" " * (m.config.max_body_bytes // 4)
+    r = send(raw(m, admin.token), m, "POST", "/api/user/", data=iter([piece] * 16),
+             headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, (r.status_code, r.text[:200])
+    assert "exceeds" in r.json()["__all__"] and "chunked" in r.json()["__all__"]
+    user = {**NEW_USER, "username": "chunked-user"}
+    r = send(raw(m, admin.token), m, "POST", "/api/user/", data=iter([json.dumps(user).encode()]),
+             headers={"Content-Type": "application/json"})
+    assert r.status_code == 201 and r.request.headers.get("Transfer-Encoding") == "chunked"
+    assert_still_serves(admin)
+
+
 WRONG_TYPES = [
     ("POST", "/api/user/", {**NEW_USER, "email": ["a@example.com"]}, "email"),
     ("POST", "/api/user/", {**NEW_USER, "first_name": {"$ne": ""}}, "first_name"),
