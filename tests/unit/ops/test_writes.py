@@ -39,6 +39,23 @@ def user_write(fn, name: str, actor: audit.Actor | None = ACTOR) -> Write:
                                                               "password1": "secret-pw"})
 
 
+def run_together(database: peewee.Database, writes: list[Write]) -> list:
+    """Submit ``writes`` at once through ``RestWrites`` on one DB thread; their outcomes."""
+    db = DatabaseExecutor(database, 1)
+
+    async def scenario() -> list:
+        rest = RestWrites(db)
+        try:
+            return await asyncio.gather(*(rest.run(w) for w in writes), return_exceptions=True)
+        finally:
+            await rest.stop()
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        db.shutdown()
+
+
 def usernames() -> list[str]:
     return sorted(u.username for u in User.select())
 
@@ -67,7 +84,6 @@ def test_a_failure_of_the_database_ends_the_whole_batch(database: peewee.Databas
 
 
 def test_writes_queued_together_commit_together_on_sqlite(database: peewee.Database) -> None:
-    db = DatabaseExecutor(database, 1)
     commits: list[int] = []
     commit = database.commit
 
@@ -76,20 +92,7 @@ def test_writes_queued_together_commit_together_on_sqlite(database: peewee.Datab
         commit()
 
     database.commit = counting_commit
-
-    async def scenario() -> list:
-        writes = RestWrites(db)
-        try:
-            names = [f"user{n}" for n in range(40)]
-            return await asyncio.gather(*(writes.run(user_write(create_user, name))
-                                          for name in names), return_exceptions=True)
-        finally:
-            await writes.stop()
-
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        db.shutdown()
+    results = run_together(database, [user_write(create_user, f"user{n}") for n in range(40)])
     assert all(result[0] == 201 for result in results)
     assert len(usernames()) == 40 and AuditRecord.select().count() == 40
     if not dbbase.is_postgres(database):  # (there an audited write commits by statement)
@@ -97,22 +100,8 @@ def test_writes_queued_together_commit_together_on_sqlite(database: peewee.Datab
 
 
 def test_a_lost_database_reaches_every_caller_as_unavailable(database: peewee.Database) -> None:
-    db = DatabaseExecutor(database, 1)
-
-    async def scenario() -> list:
-        writes = RestWrites(db)
-        try:
-            return await asyncio.gather(
-                writes.run(user_write(create_user, "fay")),
-                writes.run(user_write(create_then_lose_the_database, "gus")),
-                return_exceptions=True)
-        finally:
-            await writes.stop()
-
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        db.shutdown()
+    results = run_together(database, [user_write(create_user, "fay"),
+                                      user_write(create_then_lose_the_database, "gus")])
     assert isinstance(results[1], DatabaseUnavailable)
     if dbbase.is_postgres(database):  # each its own transaction
         assert results[0][0] == 201 and usernames() == ["fay"]
