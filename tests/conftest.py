@@ -1,7 +1,8 @@
 """Fixtures shared by the API and integration tests.
 
-``manager`` is parametrised over both databases: every test that uses it runs against the
-embedded SQLite and a real throwaway PostgreSQL server.
+``manager`` (``tests.manager_process.package_manager``, assigned in each package's conftest)
+is parametrised over both databases: every test that uses it runs against the embedded
+SQLite and a real throwaway PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -61,25 +62,6 @@ def password_hashes() -> dict[str, str]:
     """Hashes computed once, so resetting accounts per test costs no scrypt time."""
     return {ADMIN_PASSWORD: passwords.hash_password(ADMIN_PASSWORD),
             USER_PASSWORD: passwords.hash_password(USER_PASSWORD)}
-
-
-@pytest.fixture(scope="package", params=["sqlite", "postgresql"])
-def manager(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningManager]:
-    """One manager per database for a package of tests. Not for the whole session: models
-    reach the database through one process-wide proxy, so a manager still running while
-    later tests bind their own database would work on theirs (an engine test's job was
-    claimed and cancelled by an idle API manager's engine)."""
-    state_dir = str(tmp_path_factory.mktemp(f"manager-{request.param}"))
-    if request.param == "sqlite":
-        url = f"sqlite:///{state_dir}/shepherd.db"
-    else:
-        pg = request.getfixturevalue("pg_server")
-        pg.drop_database("shepherd_api")
-        url = pg.create_database("shepherd_api")
-    running = RunningManager(state_dir, url).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

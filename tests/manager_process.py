@@ -6,14 +6,20 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import pytest
 
 from manager import config as config_mod
 from manager.server import Manager
 
 
 class RunningManager:
+    #: managers started and not yet stopped: models reach the database through one
+    #: process-wide proxy, so tests that bind their own database check this is empty
+    live: ClassVar[set[RunningManager]] = set()
+
     def __init__(self, state_dir: str, database_url: str, **settings: Any) -> None:
         flags = {"state_dir": state_dir, "database_url": database_url, "port": 0,
                  "agent_port": 0, "registration_port": 0, "contact_timeout": 3,
@@ -26,6 +32,7 @@ class RunningManager:
 
     def start(self) -> RunningManager:
         self.thread.start()
+        RunningManager.live.add(self)
         asyncio.run_coroutine_threadsafe(self.manager.start(), self.loop).result(60)
         return self
 
@@ -34,6 +41,7 @@ class RunningManager:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+        RunningManager.live.discard(self)
 
     @property
     def url(self) -> str:
@@ -66,3 +74,26 @@ class RunningManager:
     def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` against the manager's database from the test's thread."""
         return self.manager.ctx.db.call(fn, *args)
+
+
+def package_manager() -> Any:
+    """The ``manager`` fixture of one test package (assign it in the package's conftest):
+    one manager per database, stopped after the package's last test.
+
+    Defined in the top ``tests/conftest.py`` it would be the ``tests`` package's, alive until
+    the session ends: a later test binding its own database would have that manager's engine
+    working on it (an idle API manager once claimed and cancelled an engine test's job)."""
+    @pytest.fixture(scope="package", params=["sqlite", "postgresql"], name="manager")
+    def manager(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningManager]:
+        state_dir = str(tmp_path_factory.mktemp(f"manager-{request.param}"))
+        if request.param == "sqlite":
+            url = f"sqlite:///{state_dir}/shepherd.db"
+        else:
+            pg = request.getfixturevalue("pg_server")
+            pg.drop_database("shepherd_api")
+            url = pg.create_database("shepherd_api")
+        running = RunningManager(state_dir, url).start()
+        yield running
+        running.stop()
+    return manager

@@ -1,7 +1,8 @@
 """Fixtures for the ``shepherd`` CLI tests: the command run in-process (click's runner) or as
-the installed console script, against the real manager of ``tests/conftest.py`` and with its
-contexts file under a per-test ``XDG_CONFIG_HOME``; and real agents (``shepherd-agent``)
-registered with that manager and, when a test needs a host set up, running."""
+the installed console script, against this package's real manager (``package_manager``),
+with its contexts file under a per-test ``XDG_CONFIG_HOME``; and real agents
+(``shepherd-agent``) registered with that manager and, when a test needs a host set up,
+running."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from click.testing import CliRunner, Result
 from api.cli.main import main
 from api.client import Client
 from tests.conftest import ADMIN_PASSWORD
-from tests.manager_process import RunningManager
+from tests.manager_process import RunningManager, package_manager
 
 SHEPHERD = str(Path(sys.executable).with_name("shepherd"))
 AGENT = str(Path(sys.executable).with_name("shepherd-agent"))
+manager = package_manager()
+
 _ENVIRONMENT = ("SHEPHERD_URL", "SHEPHERD_TOKEN", "SHEPHERD_CONTEXT", "SHEPHERD_CA_FILE",
                 "NO_COLOR", "FORCE_COLOR", "COLUMNS")
 
