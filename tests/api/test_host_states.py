@@ -9,10 +9,9 @@ import time
 import pytest
 
 from protos import agent_pb2
-from tests.api.test_engine_api import (
+from tests.api.engine_helpers import (
     COMMAND_FIELDS,
     alerts_of,
-    finish_leftover_jobs,  # noqa: F401 - an autouse fixture: importing it applies it here
     force_remove,
     onboard_queued,
     set_up_command,
@@ -20,13 +19,14 @@ from tests.api.test_engine_api import (
 from tests.api.test_registration import error, onboard, run, set_up, wait_for_command
 from tests.protocol_peer import connected, echo
 
+pytestmark = pytest.mark.usefixtures("finish_leftover_jobs")
+
 # --- host state changes through the engine -------------------------------------------------
 
 @pytest.fixture
 def working_host(admin, accounts_reset):
     identity = onboard_queued(accounts_reset, admin, "work.example")
     return set_up(accounts_reset, admin, identity, "working")
-
 
 def test_host_offers_its_actions(working_host):
     host = working_host

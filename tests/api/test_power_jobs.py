@@ -6,7 +6,7 @@ from manager.db.engine import Step
 from manager.db.hosts import Action, Alert
 from manager.db.inventory import PowerControlDeviceOutlet
 from manager.domain.inventory import power_jobs
-from tests.api.test_engine_api import wait_until
+from tests.api.engine_helpers import wait_until
 from tests.api.test_power_control import DEVICES, OUTLETS, SECRET, make_device, types  # noqa: F401
 from tests.api.test_registration import error, onboard, wait_for_command
 
