@@ -49,8 +49,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayPos
 @pytest.fixture
 def pg_items(pg_server: ThrowawayPostgres) -> Iterator[Any]:
     """A new PostgreSQL database, connected, with one table: ``item (id, name)``."""
-    pg_server.drop_database("items")
-    database = open_database(pg_server.create_database("items"))
+    database = open_database(pg_server.fresh_database("items"))
     database.connect()
     database.execute_sql("CREATE TABLE item (id integer PRIMARY KEY, name text)")
     yield database

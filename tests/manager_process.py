@@ -13,6 +13,7 @@ import pytest
 
 from manager import config as config_mod
 from manager.server import Manager
+from tests.pgcluster import database_url
 
 
 class RunningManager:
@@ -87,13 +88,7 @@ def package_manager() -> Any:
     def manager(request: pytest.FixtureRequest,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningManager]:
         state_dir = str(tmp_path_factory.mktemp(f"manager-{request.param}"))
-        if request.param == "sqlite":
-            url = f"sqlite:///{state_dir}/shepherd.db"
-        else:
-            pg = request.getfixturevalue("pg_server")
-            pg.drop_database("shepherd_api")
-            url = pg.create_database("shepherd_api")
-        running = RunningManager(state_dir, url).start()
+        running = RunningManager(state_dir, database_url(request, state_dir, "shepherd_api")).start()
         yield running
         running.stop()
     return manager

@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-from typing import Self
+from typing import Any, Self
 
 import psycopg2
 from psycopg2 import sql
@@ -143,6 +143,11 @@ class ThrowawayPostgres:
                               "WHERE datname = %s AND pid <> pg_backend_pid()"), (name,))
         self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+    def fresh_database(self, name: str) -> str:
+        """Database ``name`` dropped (if a previous test left it) and created empty; its URL."""
+        self.drop_database(name)
+        return self.create_database(name)
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -171,3 +176,11 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def database_url(request: Any, directory: str, name: str) -> str:
+    """A new, empty database for a fixture parametrised over ``sqlite`` and ``postgresql``:
+    a file in ``directory``, or database ``name`` on the session's throwaway server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{directory}/{name}.db"
+    return request.getfixturevalue("pg_server").fresh_database(name)

@@ -11,8 +11,7 @@ from manager.db.executor import DatabaseExecutor
 
 
 def test_a_deadlock_is_run_again_and_both_transactions_commit(pg_server):
-    pg_server.drop_database("shepherd_conflicts")
-    database = dbbase.open_database(pg_server.create_database("shepherd_conflicts"))
+    database = dbbase.open_database(pg_server.fresh_database("shepherd_conflicts"))
     database.execute_sql("CREATE TABLE counter (id integer PRIMARY KEY, n integer NOT NULL)")
     database.execute_sql("INSERT INTO counter VALUES (1, 0), (2, 0)")
     database.close()

@@ -117,8 +117,7 @@ def test_migrate_is_idempotent(state_dir):
 
 
 def test_migrate_on_postgresql(pg_server):
-    pg_server.drop_database("migrate_cli")
-    url = pg_server.create_database("migrate_cli")
+    url = pg_server.fresh_database("migrate_cli")
     assert "applied" in run("migrate", "--database-url", url).stdout
     assert "up to date" in run("migrate", "--database-url", url).stdout
 

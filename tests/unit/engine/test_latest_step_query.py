@@ -22,8 +22,7 @@ UPDATE_STEP = ("UPDATE step SET state = %s, result = %s, log = %s, console = %s,
 
 @pytest.fixture
 def fresh_pg(pg_server):
-    pg_server.drop_database("latest_step")
-    database = dbbase.open_database(pg_server.create_database("latest_step"))
+    database = dbbase.open_database(pg_server.fresh_database("latest_step"))
     dbbase.bind(database)
     migrate(database)
     yield database

@@ -10,17 +10,12 @@ import pytest
 
 from manager.db import base as dbbase
 from manager.db.migrations import migrate
+from tests.pgcluster import database_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path) -> Iterator[peewee.Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/audit.db"
-    else:
-        pg = request.getfixturevalue("pg_server")
-        pg.drop_database("shepherd_unit_audit")
-        url = pg.create_database("shepherd_unit_audit")
-    db = dbbase.open_database(url)
+    db = dbbase.open_database(database_url(request, str(tmp_path), "shepherd_unit_audit"))
     dbbase.bind(db)
     migrate(db)
     yield db
