@@ -38,15 +38,17 @@ T = TypeVar("T")
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str,
-               interval: float = 0.2) -> T:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+               interval: float = 0.2, evidence: Callable[[], str] | None = None) -> T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``, followed
+    by ``evidence()`` (e.g. the agent's log) when given."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            detail = f"\n{evidence()}" if evidence is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{detail}")
         time.sleep(interval)
 
 

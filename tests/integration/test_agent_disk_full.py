@@ -180,6 +180,18 @@ def test_registered_agent_on_a_disk_that_fills_up_keeps_working(lan, disk, agent
     check_identity(after, agent.fqdn)
 
 
+def stale_status_evidence(agent: AgentProcess) -> str:
+    """What the agent's state dir and log say, for a status.json that outlived its stream."""
+    path = os.path.join(agent.state_dir, "status.json")
+    try:
+        with open(path) as f:
+            status = f.read()
+    except FileNotFoundError:
+        status = "(gone)"
+    free = os.statvfs(agent.state_dir).f_bavail
+    return f"status.json: {status}\nfree blocks: {free}\nfiles: {agent.files()}\n{agent.log()}"
+
+
 SLEEP = 8  # seconds: long enough to outlast the manager's stop and the disk's refill
 
 
@@ -192,6 +204,10 @@ def test_result_finished_while_disconnected_is_sent_after_reconnecting_not_run_a
     agent.start()
     wait_until(lambda: (lan.host(agent.host_id) or {}).get("connected"), CONNECT_TIMEOUT,
                "the agent to connect")
+    # The manager sees the stream before the agent records it. After a refused first
+    # attempt (a loaded machine) a "disconnected" status.json exists, and a "connected" one
+    # replacing it after the disk filled frees its block: the later writes then succeed.
+    wait_until(agent.connected, CONNECT_TIMEOUT, "status.json to say connected")
     disk.fill()
     action_id = lan.submit(agent.host_id, "agent.sleep", {"seconds": SLEEP}, timeout=60)
     wait_until(lambda: agent.starts(action_id), 10, "the sleep to start")
@@ -202,7 +218,7 @@ def test_result_finished_while_disconnected_is_sent_after_reconnecting_not_run_a
     # the agent's "disconnected" status cannot be written, so it removes the stale one,
     # which frees a block: fill it again before the sleep ends
     wait_until(lambda: not os.path.exists(os.path.join(agent.state_dir, "status.json")), 10,
-               "the stale status to go")
+               "the stale status to go", evidence=lambda: stale_status_evidence(agent))
     disk.fill()
     wait_until(lambda: f"action {action_id} succeeded" in agent.log(), 2 * SLEEP,
                "the sleep to end while the manager is down")
