@@ -24,10 +24,11 @@ confidence interval of that median (order statistics of the binomial: no assumpt
 the rounds scatter) and ``spread`` their smallest and largest. A single round's change
 scatters by tens of per cent on this 2-core VM, so the goal is shown only when the interval
 is narrow enough: the more rounds, the narrower (about as their square root).
-``--control`` runs two managers with both off: how far apart the method puts two equals.
+``--control`` runs two managers with both off: how far apart the method puts two equals;
+``--on audit`` (or ``metrics``) turns on only that one, to tell their costs apart.
 
     .venv/bin/python -m tests.bench.ops_overhead [--seconds 5] [--rounds 8] [--only sqlite]
-                                                 [--control]
+                                                 [--control | --on both|audit|metrics]
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ OBJECTS = 1000
 USERS = 10_000
 TOKENS = "/api/registration_token/"
 FLAGS = {"off": ["--no-audit", "--no-metrics"], "on": ["--audit", "--metrics"]}
+#: what ``--on`` may turn on in the "on" manager
+ON = {"both": FLAGS["on"], "audit": ["--audit", "--no-metrics"],
+      "metrics": ["--no-audit", "--metrics"]}
 # key, title, format of the off and on figures
 ROWS = (("read_rps", "GET req/s", ".1f"), ("read_p99", "GET p99 ms", ".1f"),
         ("read_cpu", "GET CPU µs/req", ".0f"),
@@ -214,9 +218,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--control", action="store_true",
                         help="both managers with audit and metrics off (the method's noise)")
+    parser.add_argument("--on", choices=tuple(ON), default="both",
+                        help="what the 'on' manager turns on (to tell the two costs apart)")
     args = parser.parse_args()
-    flags = {"off": FLAGS["off"], "on": FLAGS["off"] if args.control else FLAGS["on"]}
-    suffix = " (control: both off)" if args.control else ""
+    flags = {"off": FLAGS["off"], "on": FLAGS["off"] if args.control else ON[args.on]}
+    suffix = " (control: both off)" if args.control else \
+        "" if args.on == "both" else f" (on: {args.on} only)"
     if args.only != "postgresql":
         with tempfile.TemporaryDirectory() as db_dir:
             urls = {mode: f"sqlite:///{db_dir}/{mode}.db" for mode in FLAGS}
