@@ -216,10 +216,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="length of each read phase")
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--control", action="store_true",
-                        help="both managers with audit and metrics off (the method's noise)")
-    parser.add_argument("--on", choices=tuple(ON), default="both",
-                        help="what the 'on' manager turns on (to tell the two costs apart)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--control", action="store_true",
+                       help="both managers with audit and metrics off (the method's noise)")
+    which.add_argument("--on", choices=tuple(ON), default="both",
+                       help="what the 'on' manager turns on (to tell the two costs apart)")
     args = parser.parse_args()
     flags = {"off": FLAGS["off"], "on": FLAGS["off"] if args.control else ON[args.on]}
     suffix = " (control: both off)" if args.control else \

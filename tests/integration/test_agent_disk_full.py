@@ -120,6 +120,18 @@ def check_identity(files: dict[str, bytes], fqdn: str) -> None:
     assert json.loads(files["agent.json"])["fqdn"] == fqdn
 
 
+def wait_connected(lan: Lan, agent: AgentProcess) -> None:
+    """Until the manager shows the agent connected and its status.json says so too.
+
+    Fill the disk only after both. The manager sees the stream before the agent records it.
+    After a refused first attempt (a loaded machine) a "disconnected" status.json exists,
+    and a "connected" one replacing it after the disk filled would free its block: the
+    later writes would then succeed."""
+    wait_until(lambda: (lan.host(agent.host_id) or {}).get("connected"), CONNECT_TIMEOUT,
+               "the agent to connect")
+    wait_until(agent.connected, CONNECT_TIMEOUT, "status.json to say connected")
+
+
 def test_register_into_a_full_state_dir_fails_cleanly_and_spends_no_credit(lan, disk, agent):
     disk.fill()
     token = lan.token(credits=1)
@@ -148,9 +160,7 @@ def test_register_into_a_full_state_dir_fails_cleanly_and_spends_no_credit(lan, 
 def test_registered_agent_on_a_disk_that_fills_up_keeps_working(lan, disk, agent):
     assert agent.register(lan, lan.token()).returncode == 0
     agent.start()
-    wait_until(lambda: (lan.host(agent.host_id) or {}).get("connected"), CONNECT_TIMEOUT,
-               "the agent to connect")
-    wait_until(agent.connected, CONNECT_TIMEOUT, "status.json to say connected")
+    wait_connected(lan, agent)
     before = identity_bytes(agent)
     disk.fill()
 
@@ -202,12 +212,7 @@ def test_result_finished_while_disconnected_is_sent_after_reconnecting_not_run_a
     redelivery of the action is answered with it instead of running the action again."""
     assert agent.register(lan, lan.token()).returncode == 0
     agent.start()
-    wait_until(lambda: (lan.host(agent.host_id) or {}).get("connected"), CONNECT_TIMEOUT,
-               "the agent to connect")
-    # The manager sees the stream before the agent records it. After a refused first
-    # attempt (a loaded machine) a "disconnected" status.json exists, and a "connected" one
-    # replacing it after the disk filled frees its block: the later writes then succeed.
-    wait_until(agent.connected, CONNECT_TIMEOUT, "status.json to say connected")
+    wait_connected(lan, agent)
     disk.fill()
     action_id = lan.submit(agent.host_id, "agent.sleep", {"seconds": SLEEP}, timeout=60)
     wait_until(lambda: agent.starts(action_id), 10, "the sleep to start")
