@@ -6,14 +6,13 @@ of its own with the status it got. Request bodies are stored with their secrets 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from manager.db import fastsql
-from manager.db.audit import AuditedTransaction, AuditRecord
+from manager.db.audit import AuditedTransaction, AuditRecord, insert_statement
 from manager.db.base import utcnow
 from manager.ops.redaction import redact
 
@@ -22,9 +21,9 @@ MAX_SUMMARY = 8192
 _ENCODER = json.JSONEncoder(default=str, sort_keys=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class Actor:
-    """Who made a request and from where."""
+class Actor(NamedTuple):
+    """Who made a request and from where (a tuple: made for every audited request, on the
+    event loop, where a frozen dataclass took three times as long to make)."""
 
     username: str
     user_id: int | None
@@ -44,7 +43,8 @@ def summary(body: Any) -> str:
 def row_values(actor: Actor, kind: str, object_type: str, object_id: Any, summary_text: str,
                status: int | None, outcome: str = "",
                command_id: int | None = None) -> dict[str, Any]:
-    """One audit row's values (``at`` is filled in when it is inserted)."""
+    """One audit row's values (``at`` is filled in when it is inserted: by the database on
+    PostgreSQL, the transaction's start)."""
     return {"kind": kind, "username": actor.username[:150], "user_id": actor.user_id,
             "credential": actor.credential, "address": actor.address[:64],
             "method": actor.method, "path": actor.path[:512], "object_type": object_type,
@@ -56,8 +56,10 @@ def row_values(actor: Actor, kind: str, object_type: str, object_id: Any, summar
 def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
            status: int | None, outcome: str = "", command_id: int | None = None) -> None:
     """Insert one audit row on its own (a refused request, which changed nothing)."""
-    fastsql.insert(AuditRecord, [row_values(actor, kind, object_type, object_id, summary(body),
-                                            status, outcome, command_id)], prepare=True)
+    row = row_values(actor, kind, object_type, object_id, summary(body), status, outcome,
+                     command_id)
+    fastsql.execute_together(AuditRecord._meta.database,
+                             [insert_statement(AuditRecord._meta.database, row)])
 
 
 def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
@@ -75,8 +77,8 @@ def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body:
     if database.in_transaction():  # a caller's transaction: its commit carries the row
         with database.atomic():
             result = fn(*args)
-            fastsql.insert(AuditRecord, [outcome_row(actor, kind, object_type, object_id,
-                                                      text, result)], prepare=True)
+            row = outcome_row(actor, kind, object_type, object_id, text, result)
+            fastsql.execute_together(database, [insert_statement(database, row)])
         return result
     with AuditedTransaction(database) as transaction:
         result = fn(*args)

@@ -3,6 +3,7 @@ the transaction allows."""
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import peewee
@@ -33,6 +34,23 @@ def test_a_write_and_its_row_commit_together(database: peewee.Database) -> None:
         "admin", "POST", "/api/user/", "req-1")
     assert json.loads(row.summary) == {"username": "dora", "password1": "********"}
     assert row.at is not None
+
+
+def test_the_row_keeps_every_value_as_given(database: peewee.Database) -> None:
+    """On PostgreSQL the row travels as JSON: quotes, backslashes, non-ASCII text and
+    nulls must come back exactly, and ``at`` is the write's time."""
+    actor = audit.Actor("zoë \"o'hara\" \\", None, "", "::1", "PATCH", "/api/host/ö'1/", "r\\2")
+    before = dbbase.utcnow()
+    audit.run_audited(actor, "request", "host", "ö'1", {"name": "line\nbreak 'q' \"dq\""},
+                      lambda: None)
+    after = dbbase.utcnow()
+    row = AuditRecord.get()
+    assert (row.username, row.user_id, row.credential, row.address, row.path,
+            row.request_id) == ("zoë \"o'hara\" \\", None, "", "::1", "/api/host/ö'1/", "r\\2")
+    assert (row.object_id, row.status, row.command_id, row.action_id) == ("ö'1", 204, None, None)
+    assert json.loads(row.summary) == {"name": "line\nbreak 'q' \"dq\""}
+    # the database's clock on PostgreSQL (the same machine's here): allow for its rounding
+    assert before - datetime.timedelta(seconds=1) <= row.at <= after + datetime.timedelta(seconds=1)
 
 
 def test_the_row_travels_with_the_commit(database: peewee.Database, statements) -> None:
