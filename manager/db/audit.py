@@ -55,8 +55,8 @@ def insert_statement(database: peewee.Database, row: dict[str, Any]) -> fastsql.
     On PostgreSQL the row goes as one JSON parameter of a prepared statement: psycopg2
     quotes each parameter in Python on the write's database thread, and fifteen of them (a
     timestamp among them) cost it more than encoding the row once. Side by side under the
-    write benchmark this cut the manager's CPU per audited POST by 2.5 %; the server's work
-    stayed the same."""
+    write benchmark this cut the manager's CPU per audited POST by about 2 %; the server's
+    work stayed the same."""
     if not is_postgres(database):
         return fastsql.insert_statements(AuditRecord, [row], prepare=True)[0]
     return (fastsql.prepared(database, _json_insert_sql(tuple(row))),
