@@ -30,11 +30,15 @@ class ManagerProcess:
     pid: int
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time the manager has used so far, all its threads together
-        (``utime`` + ``stime`` of ``/proc/PID/stat``, in clock ticks: 10 ms resolution)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()  # the command name may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time the manager has used so far, all its threads together."""
+        return process_cpu_seconds(self.pid)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """``utime`` + ``stime`` of ``/proc/PID/stat`` (clock ticks: 10 ms resolution)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

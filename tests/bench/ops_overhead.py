@@ -13,10 +13,11 @@ both sides were running: from the later first request to the earlier last respon
 counting each side's answers in that window (the side that finishes first would otherwise
 leave the other the whole machine for its last stretch).
 
-Two figures per phase: requests/s, and the manager's CPU time per request (utime + stime
-of its process over the phase, divided by the requests answered). The managers are bound by
-the interpreter lock, so requests/s follows CPU per request; CPU per request leaves out the
-work PostgreSQL does for the manager, which requests/s includes.
+Figures per phase: requests/s, and the manager's CPU time per request (utime + stime of its
+process over the phase, divided by the requests answered). On PostgreSQL also the server's
+CPU per request: that of the server processes connected to the side's database (the
+manager's connections). All of it shares this machine's cores, so requests/s follows the
+sum of the two.
 
 Goal (issue 13): under 5 % throughput lost with both on. ``change`` is the median of the
 rounds' changes (on against off in the same round), ``95 % CI`` the distribution-free
@@ -34,6 +35,7 @@ is narrow enough: the more rounds, the narrower (about as their square root).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
@@ -43,9 +45,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import psycopg2
+
 from tests.bench.harness import (
     ManagerProcess,
     admin_client,
+    process_cpu_seconds,
     spawn_manager,
     wrk,
     wrk_exact,
@@ -63,16 +68,19 @@ ON = {"both": FLAGS["on"], "audit": ["--audit", "--no-metrics"],
       "metrics": ["--no-audit", "--metrics"]}
 # key, title, format of the off and on figures
 ROWS = (("read_rps", "GET req/s", ".1f"), ("read_p99", "GET p99 ms", ".1f"),
-        ("read_cpu", "GET CPU µs/req", ".0f"),
+        ("read_cpu", "GET CPU µs/req", ".0f"), ("read_db", "GET DB CPU µs/req", ".0f"),
         ("post_rps", "POST req/s", ".1f"), ("post_cpu", "POST CPU µs/req", ".0f"),
-        ("patch_rps", "PATCH req/s", ".1f"), ("patch_cpu", "PATCH CPU µs/req", ".0f"))
+        ("post_db", "POST DB CPU µs/req", ".0f"),
+        ("patch_rps", "PATCH req/s", ".1f"), ("patch_cpu", "PATCH CPU µs/req", ".0f"),
+        ("patch_db", "PATCH DB CPU µs/req", ".0f"))
 
 
 class Side:
     """One of the two managers under test, with what a run against it needs."""
 
-    def __init__(self, manager: ManagerProcess, state_dir: str) -> None:
+    def __init__(self, manager: ManagerProcess, state_dir: str, database_url: str) -> None:
         self.manager = manager
+        self.database_url = database_url
         self.token = admin_client(manager.url, state_dir, "bench-password").token
         self.ids_file = os.path.join(state_dir, "bench-token-ids")
 
@@ -96,11 +104,31 @@ class Side:
         self.patch()
 
     def with_cpu(self, load: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """``load()``'s result, with the manager's CPU µs per request answered (``cpu``)."""
-        before = self.manager.cpu_seconds()
+        """``load()``'s result, with the manager's CPU µs per request answered (``cpu``) and,
+        on PostgreSQL, the server's (``db_cpu``)."""
+        before, db_before = self.manager.cpu_seconds(), self.database_cpu()
         result = load()
         result["cpu"] = 1e6 * (self.manager.cpu_seconds() - before) / result["requests"]
+        if db_before is not None:
+            result["db_cpu"] = 1e6 * (self.database_cpu() - db_before) / result["requests"]
         return result
+
+    def database_cpu(self) -> float | None:
+        """CPU seconds of the PostgreSQL processes serving this side's database (its
+        connections last as long as the manager); None on SQLite, which works inside the
+        manager's process."""
+        if not self.database_url.startswith("postgresql"):
+            return None
+        server, _, name = self.database_url.rpartition("/")
+        with psycopg2.connect(f"{server}/postgres") as connection, connection.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))
+            pids = [pid for (pid,) in cur.fetchall()]
+        connection.close()
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(FileNotFoundError):  # a connection closed since
+                total += process_cpu_seconds(pid)
+        return total
 
 
 def together(sides: dict[str, Side], phase: str, seconds: int, first: str
@@ -136,6 +164,8 @@ def measure(sides: dict[str, Side], seconds: int, first: str) -> dict[str, dict[
         for mode, result in together(sides, phase, seconds, first).items():
             figures[mode][f"{phase}_rps"] = result["rps"]
             figures[mode][f"{phase}_cpu"] = result["cpu"]
+            if "db_cpu" in result:
+                figures[mode][f"{phase}_db"] = result["db_cpu"]
             figures[mode]["errors"] += result["errors"]
             if phase == "read":
                 figures[mode]["read_p99"] = result["p99_ms"]
@@ -153,7 +183,7 @@ def managers(database_urls: dict[str, str], flags: dict[str, list[str]]
         for mode, url in database_urls.items():
             state_dir = stack.enter_context(tempfile.TemporaryDirectory())
             manager = stack.enter_context(spawn_manager(state_dir, url, *flags[mode]))
-            sides[mode] = Side(manager, state_dir)
+            sides[mode] = Side(manager, state_dir, url)
         yield sides
 
 
@@ -180,6 +210,8 @@ def report(name: str, rounds: int, runs: dict[str, list[dict[str, float]]]) -> N
           "interval; spread: their min..max")
     print(f"  {'':18}{'off':>10}{'on':>10}{'change':>10}   {'95 % CI':18}spread")
     for key, title, fmt in ROWS:
+        if key not in runs["off"][0]:
+            continue
         off = statistics.median(r[key] for r in runs["off"])
         on = statistics.median(r[key] for r in runs["on"])
         changes = [100 * (b[key] - a[key]) / a[key]
