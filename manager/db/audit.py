@@ -63,6 +63,11 @@ def insert_statement(database: peewee.Database, row: dict[str, Any]) -> fastsql.
             [_ROW_ENCODER.encode(row)])
 
 
+def insert_row(database: peewee.Database, row: dict[str, Any]) -> None:
+    """Insert one audit row now (``insert_statement``)."""
+    fastsql.execute_together(database, [insert_statement(database, row)])
+
+
 class AuditedTransaction(peewee._transaction):
     """A top-level transaction that inserts its audit row as it commits.
 
@@ -85,11 +90,10 @@ class AuditedTransaction(peewee._transaction):
         if begin or self.row is None:
             super().commit(begin)
             return
-        statement = insert_statement(self.db, self.row)
-        self.row = None
+        row, self.row = self.row, None
         if not is_postgres(self.db):
-            fastsql.execute_together(self.db, [statement])
+            insert_row(self.db, row)
             super().commit(begin)
             return
-        fastsql.execute_together(self.db, [statement, ("COMMIT", [])])
+        fastsql.execute_together(self.db, [insert_statement(self.db, row), ("COMMIT", [])])
         self.db._run_commit_callbacks()

@@ -11,8 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from manager.db import fastsql
-from manager.db.audit import AuditedTransaction, AuditRecord, insert_statement
+from manager.db.audit import AuditedTransaction, AuditRecord, insert_row
 from manager.db.base import utcnow
 from manager.ops.redaction import redact
 
@@ -58,8 +57,7 @@ def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
     """Insert one audit row on its own (a refused request, which changed nothing)."""
     row = row_values(actor, kind, object_type, object_id, summary(body), status, outcome,
                      command_id)
-    fastsql.execute_together(AuditRecord._meta.database,
-                             [insert_statement(AuditRecord._meta.database, row)])
+    insert_row(AuditRecord._meta.database, row)
 
 
 def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
@@ -78,7 +76,7 @@ def run_audited(actor: Actor, kind: str, object_type: str, object_id: Any, body:
         with database.atomic():
             result = fn(*args)
             row = outcome_row(actor, kind, object_type, object_id, text, result)
-            fastsql.execute_together(database, [insert_statement(database, row)])
+            insert_row(database, row)
         return result
     with AuditedTransaction(database) as transaction:
         result = fn(*args)
