@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import peewee
@@ -34,23 +35,41 @@ class AuditRecord(BaseModel):
         indexes = ((("object_type", "object_id"), False),)
 
 
+#: a request's or login's audit row as ``insert_statement`` and ``insert_many`` take it: the
+#: values of these columns, in this order (``at`` is added as the row is inserted). A tuple,
+#: not a dict: on SQLite the rows are built and bound on the one database thread, where the
+#: dict and its per-field conversion cost more than the row's own insert.
+ROW_COLUMNS = ("kind", "username", "user_id", "credential", "address", "method", "path",
+               "object_type", "object_id", "summary", "status", "outcome", "command_id",
+               "request_id")
+_COLUMN_LIST = ", ".join(f'"{c}"' for c in ROW_COLUMNS)
+
 #: one encoder for every row sent as JSON (``json.dumps`` with options builds one per call)
 _ROW_ENCODER = json.JSONEncoder()
 
 
-@functools.lru_cache(maxsize=8)
-def _json_insert_sql(keys: tuple[str, ...]) -> str:
-    """An audit row's INSERT on PostgreSQL: its values as one JSON object, ``at`` the
-    transaction's start."""
-    columns = ", ".join(f'"{k}"' for k in keys)
-    picked = ", ".join(f'r."{k}"' for k in keys)
-    return (f'INSERT INTO "audit_record" ("at", {columns}) '
+def _json_insert(function: str) -> str:
+    """An INSERT on PostgreSQL of the rows in one JSON parameter (``function`` reads them),
+    ``at`` the transaction's start."""
+    picked = ", ".join(f'r."{c}"' for c in ROW_COLUMNS)
+    return (f'INSERT INTO "audit_record" ("at", {_COLUMN_LIST}) '
             f"SELECT now() AT TIME ZONE 'UTC', {picked} "
-            f'FROM json_populate_record(NULL::"audit_record", %s::json) AS r')
+            f'FROM {function}(NULL::"audit_record", %s::json) AS r')
 
 
-def insert_statement(database: peewee.Database, row: dict[str, Any]) -> fastsql.Statement:
-    """The INSERT of one audit row (``at`` left out: the time it is written).
+_JSON_INSERT_ONE = _json_insert("json_populate_record")
+_JSON_INSERT_MANY = _json_insert("json_populate_recordset")
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(count: int) -> str:
+    """The INSERT of ``count`` rows on SQLite, ``at`` first in each."""
+    one = f"({', '.join(['?'] * (len(ROW_COLUMNS) + 1))})"
+    return f'INSERT INTO "audit_record" ("at", {_COLUMN_LIST}) VALUES {", ".join([one] * count)}'
+
+
+def insert_statement(database: peewee.Database, row: tuple) -> fastsql.Statement:
+    """The INSERT of one audit row, at the time it is written.
 
     On PostgreSQL the row goes as one JSON parameter of a prepared statement: psycopg2
     quotes each parameter in Python on the write's database thread, and fifteen of them (a
@@ -58,14 +77,36 @@ def insert_statement(database: peewee.Database, row: dict[str, Any]) -> fastsql.
     write benchmark this cut the manager's CPU per audited POST by about 2 %; the server's
     work stayed the same."""
     if not is_postgres(database):
-        return fastsql.insert_statements(AuditRecord, [row], prepare=True)[0]
-    return (fastsql.prepared(database, _json_insert_sql(tuple(row))),
-            [_ROW_ENCODER.encode(row)])
+        return _sqlite_insert(1), [str(utcnow()), *row]
+    return (fastsql.prepared(database, _JSON_INSERT_ONE),
+            [_ROW_ENCODER.encode(dict(zip(ROW_COLUMNS, row, strict=True)))])
 
 
-def insert_row(database: peewee.Database, row: dict[str, Any]) -> None:
+def insert_row(database: peewee.Database, row: tuple) -> None:
     """Insert one audit row now (``insert_statement``)."""
     fastsql.execute_together(database, [insert_statement(database, row)])
+
+
+def insert_many(database: peewee.Database, rows: Sequence[tuple]) -> None:
+    """Insert rows that commit together (a batch of writes), all with the one time.
+
+    On SQLite ``at`` goes as the text the driver would make of the datetime (``str`` of it),
+    made once for the batch."""
+    if not rows:
+        return
+    if is_postgres(database):
+        text = _ROW_ENCODER.encode([dict(zip(ROW_COLUMNS, row, strict=True)) for row in rows])
+        fastsql.execute_together(database, [(_JSON_INSERT_MANY, [text])])
+        return
+    at = str(utcnow())
+    cursor = database.cursor()
+    for start in range(0, len(rows), fastsql.ROWS_PER_INSERT):
+        chunk = rows[start:start + fastsql.ROWS_PER_INSERT]
+        params: list[Any] = []
+        for row in chunk:
+            params.append(at)
+            params += row
+        cursor.execute(_sqlite_insert(len(chunk)), params)
 
 
 class AuditedTransaction(peewee._transaction):
@@ -84,7 +125,7 @@ class AuditedTransaction(peewee._transaction):
     def __init__(self, database: peewee.Database | peewee.DatabaseProxy) -> None:
         # the bound database itself: the transaction calls its private commit callbacks
         super().__init__(database.obj if isinstance(database, peewee.DatabaseProxy) else database)
-        self.row: dict[str, Any] | None = None
+        self.row: tuple | None = None
 
     def commit(self, begin: bool = True) -> None:
         if begin or self.row is None:

@@ -40,16 +40,13 @@ def summary(body: Any) -> str:
 
 
 def row_values(actor: Actor, kind: str, object_type: str, object_id: Any, summary_text: str,
-               status: int | None, outcome: str = "",
-               command_id: int | None = None) -> dict[str, Any]:
-    """One audit row's values (``at`` is filled in when it is inserted: by the database on
-    PostgreSQL, the transaction's start)."""
-    return {"kind": kind, "username": actor.username[:150], "user_id": actor.user_id,
-            "credential": actor.credential, "address": actor.address[:64],
-            "method": actor.method, "path": actor.path[:512], "object_type": object_type,
-            "object_id": "" if object_id is None else str(object_id)[:64],
-            "summary": summary_text, "status": status, "outcome": outcome,
-            "command_id": command_id, "request_id": actor.request_id}
+               status: int | None, outcome: str = "", command_id: int | None = None) -> tuple:
+    """One audit row's values, in ``manager.db.audit.ROW_COLUMNS`` order (``at`` is filled
+    in when it is inserted: by the database on PostgreSQL, the transaction's start)."""
+    return (kind, actor.username[:150], actor.user_id, actor.credential, actor.address[:64],
+            actor.method, actor.path[:512], object_type,
+            "" if object_id is None else str(object_id)[:64], summary_text, status, outcome,
+            command_id, actor.request_id)
 
 
 def record(actor: Actor, kind: str, object_type: str, object_id: Any, body: Any,
@@ -93,7 +90,7 @@ def run_unaudited(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def outcome_row(actor: Actor, kind: str, object_type: str, object_id: Any, text: str,
-                 result: Any) -> dict[str, Any]:
+                 result: Any) -> tuple:
     """The row of a write that succeeded: its status, object and command from its result."""
     status, doc = result if _is_status_pair(result) else (204 if result is None else 200, None)
     if object_id is None and isinstance(doc, dict):

@@ -25,8 +25,7 @@ from typing import Any
 
 import peewee
 
-from manager.db import fastsql
-from manager.db.audit import AuditRecord
+from manager.db.audit import insert_many
 from manager.db.base import is_postgres
 from manager.db.batching import BatchedWriter, in_savepoint
 from manager.db.executor import DatabaseExecutor
@@ -61,7 +60,7 @@ def run_batch(database: peewee.Database, writes: list[Write]) -> list[Any]:
     held from the first write)."""
     texts = [audit.summary(w.body) if w.actor is not None else "" for w in writes]
     outcomes: list[Any] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple] = []
     with database.atomic():
         for write, text in zip(writes, texts, strict=True):
             outcome = in_savepoint(database, write.fn, *write.args)
@@ -69,7 +68,7 @@ def run_batch(database: peewee.Database, writes: list[Write]) -> list[Any]:
             if write.actor is not None and not isinstance(outcome, Exception):
                 rows.append(audit.outcome_row(write.actor, write.kind, write.object_type,
                                               write.object_id, text, outcome))
-        fastsql.insert(AuditRecord, rows)
+        insert_many(database, rows)
     return outcomes
 
 

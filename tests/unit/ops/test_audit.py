@@ -12,7 +12,7 @@ import pytest
 from manager.db import base as dbbase
 from manager.db import fastsql
 from manager.db.accounts import User
-from manager.db.audit import AuditRecord
+from manager.db.audit import ROW_COLUMNS, AuditRecord, insert_many
 from manager.ops import audit
 
 ACTOR = audit.Actor("admin", 1, "token", "127.0.0.1", "POST", "/api/user/", "req-1")
@@ -51,6 +51,24 @@ def test_the_row_keeps_every_value_as_given(database: peewee.Database) -> None:
     assert json.loads(row.summary) == {"name": "line\nbreak 'q' \"dq\""}
     # the database's clock on PostgreSQL (the same machine's here): allow for its rounding
     assert before - datetime.timedelta(seconds=1) <= row.at <= after + datetime.timedelta(seconds=1)
+
+
+def test_rows_inserted_together_keep_their_values_and_share_one_time(
+        database: peewee.Database) -> None:
+    """A batch's rows (``insert_many``: a JSON array on PostgreSQL, multi-row INSERTs of at
+    most ``ROWS_PER_INSERT`` rows on SQLite) come back as given, in order, all at one time."""
+    actor = audit.Actor("zoë \"o'hara\" \\", None, "", "::1", "PATCH", "/api/host/ö'1/", "r\\2")
+    count = fastsql.ROWS_PER_INSERT + 1
+    rows = [audit.row_values(actor, "request", "host", i, f'{{"n": {i}}}', 200 + i % 3,
+                             "ok", None if i % 2 else i) for i in range(count)]
+    before = dbbase.utcnow()
+    with database.atomic():
+        insert_many(database, rows)
+    after = dbbase.utcnow()
+    stored = list(AuditRecord.select().order_by(AuditRecord.id))
+    assert [tuple(getattr(r, c) for c in ROW_COLUMNS) for r in stored] == rows
+    assert len({r.at for r in stored}) == 1
+    assert before - datetime.timedelta(seconds=1) <= stored[0].at <= after + datetime.timedelta(seconds=1)
 
 
 def test_the_row_travels_with_the_commit(database: peewee.Database, statements) -> None:
