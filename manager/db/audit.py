@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +42,8 @@ ROW_COLUMNS = ("kind", "username", "user_id", "credential", "address", "method",
                "object_type", "object_id", "summary", "status", "outcome", "command_id",
                "request_id")
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in ROW_COLUMNS)
+#: on SQLite ``at`` goes first, as a parameter
+_SQLITE_COLUMNS = ("at", *ROW_COLUMNS)
 
 #: one encoder for every row sent as JSON (``json.dumps`` with options builds one per call)
 _ROW_ENCODER = json.JSONEncoder()
@@ -61,13 +62,6 @@ _JSON_INSERT_ONE = _json_insert("json_populate_record")
 _JSON_INSERT_MANY = _json_insert("json_populate_recordset")
 
 
-@functools.lru_cache(maxsize=64)
-def _sqlite_insert(count: int) -> str:
-    """The INSERT of ``count`` rows on SQLite, ``at`` first in each."""
-    one = f"({', '.join(['?'] * (len(ROW_COLUMNS) + 1))})"
-    return f'INSERT INTO "audit_record" ("at", {_COLUMN_LIST}) VALUES {", ".join([one] * count)}'
-
-
 def insert_statement(database: peewee.Database, row: tuple) -> fastsql.Statement:
     """The INSERT of one audit row, at the time it is written.
 
@@ -77,7 +71,7 @@ def insert_statement(database: peewee.Database, row: tuple) -> fastsql.Statement
     write benchmark this cut the manager's CPU per audited POST by about 2 %; the server's
     work stayed the same."""
     if not is_postgres(database):
-        return _sqlite_insert(1), [str(utcnow()), *row]
+        return fastsql.insert_sql("audit_record", _SQLITE_COLUMNS, "?", 1), [str(utcnow()), *row]
     return (fastsql.prepared(database, _JSON_INSERT_ONE),
             [_ROW_ENCODER.encode(dict(zip(ROW_COLUMNS, row, strict=True)))])
 
@@ -106,7 +100,8 @@ def insert_many(database: peewee.Database, rows: Sequence[tuple]) -> None:
         for row in chunk:
             params.append(at)
             params += row
-        cursor.execute(_sqlite_insert(len(chunk)), params)
+        cursor.execute(fastsql.insert_sql("audit_record", _SQLITE_COLUMNS, "?", len(chunk)),
+                       params)
 
 
 class AuditedTransaction(peewee._transaction):

@@ -37,7 +37,8 @@ ROWS_PER_INSERT = 500
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_sql(table: str, columns: tuple[str, ...], param: str, count: int) -> str:
+def insert_sql(table: str, columns: tuple[str, ...], param: str, count: int) -> str:
+    """A multi-row INSERT of ``count`` rows into ``columns``, ``param`` the placeholder."""
     names = ", ".join(f'"{c}"' for c in columns)
     row = f'({", ".join([param] * len(columns))})'
     return f'INSERT INTO "{table}" ({names}) VALUES {", ".join([row] * count)}'
@@ -69,7 +70,7 @@ def insert_statements(model: type[peewee.Model], rows: Sequence[dict[str, Any]],
             params += [v if kind is not None and (v is None or type(v) is kind) else convert(v)
                        for v, convert, kind in zip(values, plan.converters, plan.kept,
                                                    strict=True)]
-        text = _insert_sql(model._meta.table_name, plan.columns, database.param, len(chunk))
+        text = insert_sql(model._meta.table_name, plan.columns, database.param, len(chunk))
         statements.append((prepared(database, text) if prepare and len(chunk) == 1 else text,
                            params))
     return statements
